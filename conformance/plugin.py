@@ -1,0 +1,283 @@
+"""The pytest plugin (entry point ``sessionspec``): options, the ``ctx`` fixture, async tests, results.
+
+Inert unless ``--sessionspec-store TARGET`` is given (or the CLI hands it a prepared
+run). Then it resolves the target once, reads the store's declared capabilities, runs
+the suite in ``sessionspec/conformance/suite`` (when no test paths were given), skips
+clauses the store does not claim with the reason shown, runs each async test on its own
+event loop with a time limit, and records every outcome by clause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from .clauses import SPEC_VERSIONS, get_clause
+from .context import SuiteContext, new_namespace
+from .results import TestOutcome
+from .targets import Target, TargetError, TargetOptions, open_store, resolve_target
+
+__all__ = ["SUITE_DIR", "RunState", "SuiteModule"]
+
+SUITE_DIR = Path(__file__).resolve().parent / "suite"
+SUITE_PACKAGE = "sessionspec.conformance.suite"
+MARKER = "sessionspec_clause"
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(slots=True)
+class RunState:
+    """One conformance run, shared by the plugin hooks, the CLI and the report writers."""
+
+    target: Target
+    capabilities: frozenset[str]
+    spec_version: str = SPEC_VERSIONS[-1]
+    clauses: frozenset[str] | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    outcomes: list[TestOutcome] = field(default_factory=list)
+    owns_target: bool = True
+    listeners: list[Callable[[str, Any], None]] = field(default_factory=list)
+    """Progress callbacks: ("collected", n) once, then ("outcome", TestOutcome) per test."""
+
+    def emit(self, event: str, payload: Any) -> None:
+        for listener in self.listeners:
+            listener(event, payload)
+
+
+STATE = pytest.StashKey[RunState]()
+_PENDING: list[RunState] = []
+"""A RunState the CLI prepared (target resolved and probed) for the next pytest.main call."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sessionspec", "sessionspec conformance suite")
+    group.addoption("--sessionspec-store", metavar="TARGET", default=None,
+                    help="run the session-store conformance suite against TARGET (memory, redis://..., "
+                         "postgresql://..., redis, postgres, redis-cluster, package.module:factory)")
+    group.addoption("--sessionspec-clause", metavar="ID", action="append", default=[],
+                    help="only run tests of this clause (repeatable), e.g. CC-3")
+    group.addoption("--sessionspec-spec-version", metavar="V", default=SPEC_VERSIONS[-1],
+                    help=f"the spec version whose clauses to check (default {SPEC_VERSIONS[-1]})")
+    group.addoption("--sessionspec-timeout", metavar="SECONDS", type=float, default=DEFAULT_TIMEOUT,
+                    help="time limit per suite test; a hung store fails the test instead of the run")
+    group.addoption("--require-backends", action="store_true", default=False,
+                    help="fail, instead of skip, when a Redis/Postgres server cannot be provisioned")
+    group.addoption("--redis-url", default=None, help="use this Redis server instead of provisioning one")
+    group.addoption("--postgres-url", default=None, help="use this Postgres server instead of provisioning one")
+    group.addoption("--redis-cluster-url", default=None, help="use this Redis Cluster instead of provisioning one")
+
+
+def target_options(config: pytest.Config) -> TargetOptions:
+    return TargetOptions(
+        redis_url=config.getoption("redis_url"),
+        postgres_url=config.getoption("postgres_url"),
+        redis_cluster_url=config.getoption("redis_cluster_url"),
+        require_backends=bool(config.getoption("require_backends")),
+    )
+
+
+async def probe_capabilities(target: Target) -> frozenset[str]:
+    """Open one store to read what it claims (a bad factory fails here, before any test)."""
+    async with open_store(target, new_namespace()) as store:
+        return frozenset(store.capabilities)
+
+
+def prepare_run(target: Target, *, owns_target: bool, spec_version: str = SPEC_VERSIONS[-1],
+                clauses: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT) -> RunState:
+    if spec_version not in SPEC_VERSIONS:
+        raise TargetError(f"Unknown spec version {spec_version!r}; this sessionspec knows {', '.join(SPEC_VERSIONS)}.")
+    selected = frozenset(clauses)
+    for cid in selected:
+        try:
+            get_clause(cid)
+        except KeyError as exc:
+            raise TargetError(str(exc.args[0])) from None
+    capabilities = asyncio.run(asyncio.wait_for(probe_capabilities(target), 60))
+    return RunState(target, capabilities, spec_version, selected or None, timeout, owns_target=owns_target)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}(*ids): the contract clause(s) this test checks")
+    state = _PENDING.pop() if _PENDING else None
+    spec = config.getoption("sessionspec_store")
+    if state is None and spec:
+        target = None
+        try:
+            target = resolve_target(spec, target_options(config))
+            state = prepare_run(
+                target, owns_target=True,
+                spec_version=config.getoption("sessionspec_spec_version"),
+                clauses=config.getoption("sessionspec_clause"),
+                timeout=config.getoption("sessionspec_timeout"),
+            )
+        except TargetError as exc:
+            if target is not None:
+                target.close()
+            raise pytest.UsageError(str(exc)) from None
+    if state is None:
+        return
+    config.stash[STATE] = state
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args = [str(SUITE_DIR)]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.owns_target:
+        state.target.close()
+
+
+# -- collection: import suite modules by their real dotted names ---------------------
+class SuiteModule(pytest.Module):
+    """A suite module imported as ``sessionspec.conformance.suite.X``, never by file path.
+
+    Importing by path would load a second copy of the package under another name, and
+    ``except SessionNotFound`` in the suite would no longer match what stores raise.
+    """
+
+    def _getobj(self) -> ModuleType:
+        return importlib.import_module(f"{SUITE_PACKAGE}.{self.path.stem}")
+
+
+def _in_suite(path: Path) -> bool:
+    return path.resolve().parent == SUITE_DIR
+
+
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if path.resolve() == SUITE_DIR:
+        return pytest.Dir.from_parent(parent, path=path)  # not a Package: no import of __init__ by path
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    if module_path.name.startswith("test_") and _in_suite(module_path):
+        return SuiteModule.from_parent(parent, path=module_path)
+    return None
+
+
+def _clauses_of(item: pytest.Item) -> tuple[str, ...]:
+    marker = item.get_closest_marker(MARKER)
+    return tuple(marker.args) if marker else ()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        ids = _clauses_of(item)
+        if not ids:
+            keep.append(item)
+            continue
+        known = {c.id for c in _clauses_in_version(state.spec_version)}
+        if not set(ids) & known or (state.clauses is not None and not set(ids) & state.clauses):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+    state.emit("collected", len(items))
+
+
+def _clauses_in_version(version: str) -> Iterable[Any]:
+    from .clauses import clauses_for
+
+    return clauses_for(version)
+
+
+# -- the fixture and async execution --------------------------------------------------
+@pytest.fixture
+def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
+    """The store under test on a fresh namespace (see SuiteContext)."""
+    state = request.config.stash.get(STATE, None)
+    if state is None:
+        pytest.skip("no --sessionspec-store TARGET given: the conformance suite needs a store to test")
+    for cid in _clauses_of(request.node):
+        capability = get_clause(cid).capability
+        if capability not in state.capabilities:
+            pytest.skip(f"the store does not claim {capability!r} (needed by {cid})")
+    context = SuiteContext(state.target, state.capabilities, timeout=state.timeout)
+    try:
+        context.runner.run(context.open())
+    except BaseException:
+        context.runner.close()
+        raise
+    try:
+        yield context
+    finally:
+        try:
+            context.runner.run(asyncio.wait_for(context.close(), 60))
+        finally:
+            context.runner.close()
+            request.node.stash[_ARTIFACTS] = context.artifacts
+
+
+_ARTIFACTS = pytest.StashKey[dict[str, Any]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    context = pyfuncitem.funcargs.get("ctx")
+    if not isinstance(context, SuiteContext):
+        return None
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    try:
+        context.run(pyfuncitem.obj(**kwargs))
+    except TimeoutError:
+        pytest.fail(
+            f"the test did not finish within {context.timeout:g} s: the store hung "
+            "(every operation must answer or raise BackendUnavailable in bounded time)",
+            pytrace=False,
+        )
+    return True
+
+
+# -- recording outcomes ---------------------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    state = item.config.stash.get(STATE, None)
+    ids = _clauses_of(item)
+    if state is None or not ids:
+        return report
+    failed_setup = report.when == "setup" and not report.passed
+    if report.when == "call" or failed_setup or (report.when == "teardown" and report.failed):
+        status = "skipped" if report.skipped else ("passed" if report.passed else
+                                                   ("error" if report.when != "call" else "failed"))
+        message, details = _explain(report)
+        outcome = TestOutcome(
+            nodeid=item.nodeid, name=item.name, clauses=ids, status=status,  # type: ignore[arg-type]
+            duration=report.duration, message=message, details=details,
+            artifacts=dict(item.stash.get(_ARTIFACTS, {})),
+        )
+        if report.when == "teardown":  # a teardown error replaces the call's verdict
+            state.outcomes[:] = [o for o in state.outcomes if o.nodeid != item.nodeid]
+        state.outcomes.append(outcome)
+        state.emit("outcome", outcome)
+    return report
+
+
+def _explain(report: pytest.TestReport) -> tuple[str, str]:
+    if report.passed:
+        return "", ""
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple):
+        reason = str(longrepr[2])
+        return reason.removeprefix("Skipped: "), ""
+    crash = getattr(longrepr, "reprcrash", None)
+    message = crash.message if crash is not None else str(longrepr).strip().splitlines()[-1]
+    return message.removeprefix("Failed: "), report.longreprtext
+

@@ -1,0 +1,90 @@
+"""Run the conformance suite programmatically and get a :class:`RunResult` back.
+
+The CLI and the project's own tests both come through here: resolve the target once,
+read its capabilities, run pytest in-process over the shipped suite, and roll the
+outcomes up by clause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from . import plugin
+from .clauses import SPEC_VERSIONS
+from .results import RunResult, TestOutcome
+from .targets import Target, TargetOptions, resolve_target
+
+__all__ = ["run_suite"]
+
+
+def run_suite(
+    target: str | Target,
+    *,
+    options: TargetOptions | None = None,
+    clauses: Iterable[str] = (),
+    keyword: str | None = None,
+    spec_version: str = SPEC_VERSIONS[-1],
+    divergences: Mapping[str, str] | None = None,
+    timeout: float = plugin.DEFAULT_TIMEOUT,
+    listener: Callable[[str, Any], None] | None = None,
+    pytest_args: Sequence[str] = (),
+    quiet: bool = True,
+) -> RunResult:
+    """Run the suite against ``target``; raises TargetError for a target that cannot be used."""
+    owns = isinstance(target, str)
+    resolved = resolve_target(target, options) if isinstance(target, str) else target
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    begin = time.monotonic()
+    try:
+        state = plugin.prepare_run(
+            resolved, owns_target=False, spec_version=spec_version, clauses=clauses, timeout=timeout
+        )
+        if listener is not None:
+            state.listeners.append(listener)
+        args = [str(plugin.SUITE_DIR), "-p", "no:cacheprovider",
+                "-o", "python_files=test_*.py", *pytest_args]
+        if keyword:
+            args += ["-k", keyword]
+        plugin._PENDING.append(state)
+        sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
+                code = pytest.main([*args, "-q", "--no-header", "-rN"] if quiet else args)
+        finally:
+            plugin._PENDING.clear()
+        errors = []
+        if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+            errors.append(f"pytest ended with {pytest.ExitCode(code).name}:\n{sink.getvalue()[-4000:]}")
+        elif code == pytest.ExitCode.OK and not state.outcomes:
+            errors.append("no test ran")
+        return RunResult(
+            target=resolved.spec,
+            description=resolved.description,
+            capabilities=state.capabilities,
+            spec_version=spec_version,
+            tests=list(state.outcomes),
+            duration=time.monotonic() - begin,
+            started_at=started_at,
+            divergences=dict(divergences or {}),
+            selected=state.clauses,
+            errors=errors,
+        )
+    finally:
+        if owns:
+            resolved.close()
+
+
+def outcomes_by_clause(result: RunResult) -> dict[str, list[TestOutcome]]:
+    """Convenience for tests: clause ID -> its test outcomes."""
+    table: dict[str, list[TestOutcome]] = {}
+    for test in result.tests:
+        for cid in test.clauses:
+            table.setdefault(cid, []).append(test)
+    return table
