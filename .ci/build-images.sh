@@ -31,22 +31,33 @@ log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 T_ALL=$(now)
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+# Temp dirs to remove however the script ends (a failed debootstrap or import too).
+CLEANUP=()
+cleanup() { [ ${#CLEANUP[@]} -eq 0 ] || $SUDO rm -rf "${CLEANUP[@]}"; }
+trap cleanup EXIT
 
 command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info failed)"
 
 want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
-have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+# Images carry a hash of this script: editing an entrypoint rebuilds (from the cached
+# root, in seconds) instead of silently keeping a stale image.
+BUILD_ID=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+have_image() {
+  [ "$(docker image inspect -f '{{ index .Config.Labels "org.sessionspec.build" }}' "$1" 2>/dev/null)" = "$BUILD_ID" ]
+}
 
 todo=()
 if want redis; then
   if [ "${FORCE:-0}" != 1 ] && have_image "$REDIS_IMAGE"; then
-    log "$REDIS_IMAGE already present: skipped"
+    log "$REDIS_IMAGE already present (build $BUILD_ID): skipped"
   else todo+=(redis); fi
 fi
 if want postgres; then
   if [ "${FORCE:-0}" != 1 ] && have_image "$POSTGRES_IMAGE"; then
-    log "$POSTGRES_IMAGE already present: skipped"
+    log "$POSTGRES_IMAGE already present (build $BUILD_ID): skipped"
   else todo+=(postgres); fi
 fi
 if [ ${#todo[@]} -eq 0 ]; then
@@ -68,8 +79,6 @@ mirror() {
 }
 MIRROR=$(mirror)
 
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
 
 ensure_debootstrap() {
   command -v debootstrap >/dev/null && return
@@ -78,17 +87,19 @@ ensure_debootstrap() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq debootstrap >/dev/null
 }
 
-# rootfs_tar NAME PACKAGES -> path of a cached tarball of a cleaned minbase root.
+# rootfs_tar NAME PACKAGES: sets TARBALL to a cached tarball of a cleaned minbase root.
 rootfs_tar() {
   local name="$1" pkgs="$2"
   local tarball="$CACHE/rootfs-$name-$SUITE-r$ROOT_REV.tar"
+  TARBALL="$tarball"
   if [ -s "$tarball" ]; then
     log "$name: using cached root $tarball"
-    echo "$tarball"; return
+    return
   fi
   ensure_debootstrap
   mkdir -p "$CACHE/debs"
   local dir; dir=$(mktemp -d "${TMPDIR:-/tmp}/sessionspec-rootfs-$name.XXXXXX")
+  CLEANUP+=("$dir")
   local t; t=$(now)
   log "$name: debootstrap --variant=minbase --include=$pkgs $SUITE from $MIRROR"
   # invoke-rc.d refuses to start services in a chroot, so nothing runs on the host.
@@ -117,7 +128,6 @@ rootfs_tar() {
   $SUDO tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
   $SUDO rm -rf "$dir"
   mv "$tarball.tmp" "$tarball"
-  echo "$tarball"
 }
 
 # import_image TARBALL IMAGE ENTRYPOINT_FILE CHANGES...
@@ -125,6 +135,7 @@ rootfs_tar() {
 import_image() {
   local tarball="$1" image="$2" entry="$3"; shift 3
   local work; work=$(mktemp -d "${TMPDIR:-/tmp}/sessionspec-import.XXXXXX")
+  CLEANUP+=("$work")
   mkdir -p "$work/overlay/usr/local/bin"
   cp "$entry" "$work/overlay/usr/local/bin/docker-entrypoint.sh"
   chmod 0755 "$work/overlay/usr/local/bin/docker-entrypoint.sh"
@@ -132,16 +143,19 @@ import_image() {
   tar -C "$work/overlay" --owner=0 --group=0 --numeric-owner -rf "$work/root.tar" \
     ./usr/local/bin/docker-entrypoint.sh
   local t; t=$(now)
-  local changes=()
+  local changes=(-c "LABEL org.sessionspec.build=$BUILD_ID")
   for c in "$@"; do changes+=(-c "$c"); done
+  local previous; previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   docker import "${changes[@]}" -m "sessionspec local image ($SUITE minbase)" \
     "$work/root.tar" "$image" >/dev/null
+  # The replaced build would linger as a dangling image; drop it unless a container uses it.
+  [ -z "$previous" ] || docker rmi "$previous" >/dev/null 2>&1 || true
   rm -rf "$work"
   log "$image: docker import took $(elapsed "$t") s, size $(docker image inspect -f '{{.Size}}' "$image" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
 }
 
 ENTRY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sessionspec-entry.XXXXXX")
-trap 'rm -rf "$ENTRY_DIR"' EXIT
+CLEANUP+=("$ENTRY_DIR")
 
 cat >"$ENTRY_DIR/redis.sh" <<'EOF'
 #!/bin/sh
@@ -198,7 +212,13 @@ mkdir -p /var/run/postgresql
 chown postgres:postgres /var/run/postgresql
 # `docker stop` sends SIGTERM (docker import cannot set STOPSIGNAL): turn it into
 # Postgres' fast shutdown (SIGINT) so a stop never waits on idle client connections.
-as_pg "$PGBIN/postgres" -D "$PGDATA" -c listen_addresses='*' "$@" &
+# (setpriv execs postgres, so $! is the postmaster itself, not a subshell.)
+if [ "$(id -u)" = 0 ]; then
+  setpriv --reuid=postgres --regid=postgres --init-groups \
+    "$PGBIN/postgres" -D "$PGDATA" -c listen_addresses='*' "$@" &
+else
+  "$PGBIN/postgres" -D "$PGDATA" -c listen_addresses='*' "$@" &
+fi
 pid=$!
 trap 'kill -INT "$pid" 2>/dev/null' INT TERM
 trap 'kill -QUIT "$pid" 2>/dev/null' QUIT
@@ -213,16 +233,16 @@ for what in "${todo[@]}"; do
   t=$(now)
   case "$what" in
     redis)
-      tarball=$(rootfs_tar redis redis-server)
-      import_image "$tarball" "$REDIS_IMAGE" "$ENTRY_DIR/redis.sh" \
+      rootfs_tar redis redis-server
+      import_image "$TARBALL" "$REDIS_IMAGE" "$ENTRY_DIR/redis.sh" \
         'WORKDIR /data' 'EXPOSE 6379' \
         'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
         'CMD ["redis-server"]'
       ;;
     postgres)
       # tzdata: server time zones (the suite runs Postgres far from UTC).
-      tarball=$(rootfs_tar postgres postgresql-15,tzdata)
-      import_image "$tarball" "$POSTGRES_IMAGE" "$ENTRY_DIR/postgres.sh" \
+      rootfs_tar postgres postgresql-15,tzdata
+      import_image "$TARBALL" "$POSTGRES_IMAGE" "$ENTRY_DIR/postgres.sh" \
         'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         'ENV PGDATA=/var/lib/postgresql/data' 'EXPOSE 5432' \
         'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \

@@ -229,19 +229,33 @@ def port_refuses(host: str, port: int) -> bool:
 
 
 # ---------------------------------------------------------------- processes
-def terminate_group(proc: subprocess.Popen[bytes], sig: int, grace: float) -> None:
-    """Send sig to the process, wait up to grace s, then SIGKILL its whole group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    # The group: a postmaster's children, anything a server forked (started with
-    # start_new_session=True, so the group id is the server's pid).
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def _exited_unreaped(pid: int) -> bool:
+    """True when pid has exited; leaves the zombie, so the pid (and group id) stays ours."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def terminate_group(proc: subprocess.Popen[bytes], sig: int | None, grace: float) -> None:
+    """Send sig (if any) to the server, wait up to grace s, then SIGKILL its whole group.
+
+    The server was started with start_new_session=True, so its group id is its pid: the
+    group holds a postmaster's children and anything else the server forked. The leader
+    is reaped only after killpg(), so the group id cannot have been reused meanwhile.
+    """
+    if proc.returncode is None:
+        if sig is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+        deadline = time.monotonic() + grace
+        delay = 0.005
+        while not _exited_unreaped(proc.pid) and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
 
