@@ -100,7 +100,13 @@ def prepare_run(target: Target, *, owns_target: bool, spec_version: str = SPEC_V
             get_clause(cid)
         except KeyError as exc:
             raise TargetError(str(exc.args[0])) from None
-    capabilities = asyncio.run(asyncio.wait_for(probe_capabilities(target), 60))
+    try:
+        capabilities = asyncio.run(asyncio.wait_for(probe_capabilities(target), 60))
+    except TimeoutError:
+        raise TargetError(
+            f"Opening a store for target {target.spec!r} did not finish within 60 s; the factory "
+            "or its backend hangs (is the server reachable?)."
+        ) from None
     return RunState(target, capabilities, spec_version, selected or None, timeout, owns_target=owns_target)
 
 
@@ -169,6 +175,7 @@ def _clauses_of(item: pytest.Item) -> tuple[str, ...]:
     return tuple(marker.args) if marker else ()
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection, so the progress total is what will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(STATE, None)
     if state is None:
@@ -261,7 +268,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         outcome = TestOutcome(
             nodeid=item.nodeid, name=item.name, clauses=ids, status=status,  # type: ignore[arg-type]
             duration=report.duration, message=message, details=details,
-            artifacts=dict(item.stash.get(_ARTIFACTS, {})),
+            artifacts=dict(item.stash[_ARTIFACTS]) if _ARTIFACTS in item.stash else {},
         )
         if report.when == "teardown":  # a teardown error replaces the call's verdict
             state.outcomes[:] = [o for o in state.outcomes if o.nodeid != item.nodeid]

@@ -100,7 +100,8 @@ class RunResult:
         if not tests:
             if clause.status == "planned":
                 return ClauseResult(clause, "planned", tests, "tests arrive in a later release", claimed)
-            return ClauseResult(clause, "not-run", tests, "not selected in this run", claimed)
+            why = "no suite test for this clause" if self.selected is None else "not selected in this run"
+            return ClauseResult(clause, "not-run", tests, why, claimed)
         failed = [t for t in tests if t.status in ("failed", "error")]
         passed = [t for t in tests if t.status == "passed"]
         if failed:
