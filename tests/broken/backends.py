@@ -1,0 +1,148 @@
+"""Broken stores that need a real server: each a RedisStore or PostgresStore subclass with ONE bug.
+
+They catch what only a backend can get wrong: a silent answer during an outage (FL-1),
+KEYS behind count (HY-1), the app's naive clock against a database in another zone (HY-2),
+data and expiry written in two steps (HY-3), an index that still counts expired ids (LS-2).
+Importing this module needs the redis and asyncpg drivers; the tests skip without a server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sessionspec.conformance.clauses import get_clause
+from sessionspec.conformance.contract import KEEP, BackendUnavailable, Keep, Session, TtlArg
+from sessionspec.conformance.targets import Target
+from sessionspec.conformance.validation import validate_id, validate_owner, validate_ttl
+from sessionspec.reference import postgres
+from sessionspec.reference.postgres import PostgresStore
+from sessionspec.reference.redis import RedisStore
+
+__all__ = ["BACKEND_BROKEN", "BackendCase"]
+
+POOL_MAX_SIZE = 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BackendCase:
+    """A broken server-backed store, the backend kind it needs, and the clauses that must catch it."""
+
+    name: str
+    kind: str
+    store: type[RedisStore] | type[PostgresStore]
+    clauses: tuple[str, ...]
+    description: str
+
+    def target(self, base: Target) -> Target:
+        """The real target of ``kind`` (its server and backdoors) opening this broken store instead."""
+        url = base.process_spec
+        assert url is not None, f"the {self.kind} target names no URL"
+        store = self.store
+
+        async def factory(namespace: str) -> RedisStore | PostgresStore:
+            if issubclass(store, RedisStore):
+                opened = store.from_url(url, namespace=namespace)
+                try:
+                    return await opened.probe()
+                except BaseException:
+                    await opened.aclose()
+                    raise
+            return await store.connect(url, namespace=namespace, max_size=POOL_MAX_SIZE)
+
+        return dataclasses.replace(base, spec=f"tests.broken.backends:{self.name}",
+                                   description=f"broken store {self.name}: {self.description}",
+                                   factory=factory, process_spec=None, closers=[])
+
+
+BACKEND_BROKEN: dict[str, BackendCase] = {}
+S = TypeVar("S", bound=type[Any])
+
+
+def broken_on(kind: str, *clauses: str) -> Callable[[S], S]:
+    """Register a broken server-backed store; its docstring's first line names the bug."""
+    for cid in clauses:
+        get_clause(cid)
+
+    def register(cls: S) -> S:
+        name = "".join(f"_{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("_")
+        doc = (inspect.getdoc(cls) or "").split("\n", 1)[0]
+        BACKEND_BROKEN[name] = BackendCase(name, kind, cls, tuple(clauses), doc)
+        return cls
+
+    return register
+
+
+class _OutageAsMissing:
+    """get() answers None when the backend is down: callers start a fresh session and lose the old one."""
+
+    async def get(self, id: str) -> Session | None:
+        try:
+            return await super().get(id)  # type: ignore[misc, no-any-return]
+        except BackendUnavailable:
+            return None
+
+
+@broken_on("redis", "FL-1")
+class RedisGetHidesOutage(_OutageAsMissing, RedisStore):
+    """get() reports "no such session" while Redis is down, instead of raising BackendUnavailable."""
+
+
+@broken_on("postgres", "FL-1")
+class PostgresGetHidesOutage(_OutageAsMissing, PostgresStore):
+    """get() reports "no such session" while PostgreSQL is down, instead of raising BackendUnavailable."""
+
+
+@broken_on("redis", "HY-1")
+class RedisCountWalksKeys(RedisStore):
+    """count() runs KEYS over the namespace (correct numbers, but it blocks Redis while walking every key)."""
+
+    async def count(self, *, owner: str | None = None) -> int:
+        own = validate_owner(owner)
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "s:*"
+        keys = await self.client.keys(pattern)
+        if own is None:
+            return len(keys)
+        owners = [await self.client.hget(key, "o") for key in keys]
+        return sum(1 for o in owners if o is not None and (o.decode() if isinstance(o, bytes) else o) == own)
+
+
+@broken_on("redis", "LS-2", "TTL-4")
+class RedisCountFromIdIndex(RedisStore):
+    """count() is ZCARD of the id index, which still holds expired ids until a purge."""
+
+    async def count(self, *, owner: str | None = None) -> int:
+        own = validate_owner(owner)
+        return int(await self.client.zcard(self.prefix + ("ids" if own is None else "oi:" + own)))
+
+
+@broken_on("redis", "HY-3")
+class RedisExpirySetInSecondStep(RedisStore):
+    """create() writes the session without expiry, then sets the ttl in a second call (touch)."""
+
+    async def create(self, state: Mapping[str, Any] | None = None, *, id: str | None = None,
+                     owner: str | None = None, ttl: TtlArg = KEEP) -> Session:
+        period = validate_ttl(ttl)
+        seconds = self.default_ttl if isinstance(period, Keep) else period
+        session = await super().create(state, id=id, owner=owner, ttl=None)
+        if seconds is None:
+            return session
+        info = await self.touch(session.id, ttl=seconds)  # a cancellation between the two leaves it immortal
+        return dataclasses.replace(session, updated_at=info.updated_at, expires_at=info.expires_at, ttl=info.ttl)
+
+
+_GET_ON_APP_CLOCK = postgres._GET.replace("clock_timestamp()", "$3::timestamp")
+
+
+@broken_on("postgres", "HY-2", "TTL-1")
+class PostgresGetOnAppClock(PostgresStore):
+    """get() compares expiry with the app's naive UTC clock, which PostgreSQL reads in its own zone (UTC+14)."""
+
+    async def get(self, id: str) -> Session | None:
+        sid = validate_id(id)
+        now = datetime.now(UTC).replace(tzinfo=None)  # naive: the database takes it as its local time
+        row = await self._run("fetchrow", _GET_ON_APP_CLOCK, self.namespace, sid, now)
+        return None if row is None else postgres._session(sid, row)
