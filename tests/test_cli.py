@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
+
 from sessionspec.conformance import cli, progress
 from sessionspec.conformance.report.json_report import load_json_report
 from sessionspec.conformance.results import TestOutcome as Outcome

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
 from sessionspec.conformance.provision import ProvisionError, Server, describe, provision
 
 REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sessionspec.conformance.report import clean, first_line, summary_line
 from sessionspec.conformance.report.json_report import (
     ReportError,
