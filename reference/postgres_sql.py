@@ -1,0 +1,135 @@
+"""What PostgresStore sends: the schema, one statement per call, and the JSON representation.
+
+The schema and the write functions live in ``postgres_schema.sql`` (shipped as package data);
+see ``postgres.py`` for the design. Every statement here is one round trip, prepared once per
+connection by asyncpg's statement cache. ``encode_json``/``decode_json`` map state to and from
+the text jsonb stores losslessly (NUL-bearing strings escaped, floats kept floats).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from decimal import Decimal
+from importlib import resources
+from typing import Any, Final
+
+import asyncpg
+
+from sessionspec.conformance.validation import dump_json
+
+__all__ = [
+    "APPEND", "APPLY", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE", "GET", "LIST_ALL", "LIST_OWNER", "PURGE",
+    "SAVE", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH", "decode_json", "encode_json", "escape", "install_schema",
+]
+
+SCHEMA_SQL: Final = resources.files(__package__).joinpath("postgres_schema.sql").read_text("utf-8")
+SCHEMA_VERSION: Final = hashlib.sha256(SCHEMA_SQL.encode()).hexdigest()[:16]
+SCHEMA_LOCK: Final = 0x5E55_1045_BEC0  # pg_advisory_xact_lock key for installing the schema
+
+LIVE = "(s.expires_at IS NULL OR s.expires_at > {now})"
+INFO = "s.owner, s.version, s.created_at, s.updated_at, s.expires_at, s.ttl"
+GET = f"""
+SELECT {INFO}, s.state, CASE WHEN cardinality(s.item_keys) > 0 THEN
+       (SELECT jsonb_agg(jsonb_build_array(i.key, i.items) ORDER BY i.key, i.version)
+          FROM sessionspec.items i WHERE i.namespace = s.namespace AND i.id = s.id) END AS tails
+  FROM sessionspec.sessions s
+ WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="clock_timestamp()")}"""
+TOUCH = f"""
+WITH c AS (SELECT clock_timestamp() AS t)
+UPDATE sessionspec.sessions s
+   SET updated_at = c.t, ttl = CASE WHEN $3 THEN s.ttl ELSE $4 END,
+       expires_at = c.t + sessionspec.period(CASE WHEN $3 THEN s.ttl ELSE $4::float8 END)
+  FROM c WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="c.t")}
+RETURNING {INFO}"""
+NOW = "(SELECT clock_timestamp())"  # an InitPlan: read once, and usable as an index bound
+LIST = f"""
+SELECT s.id, {INFO} FROM sessionspec.sessions s
+ WHERE s.namespace = $1 AND s.id > $2 AND {LIVE.format(now=NOW)}{{owner}}
+ ORDER BY s.id LIMIT $3"""
+LIST_ALL, LIST_OWNER = LIST.format(owner=""), LIST.format(owner=" AND s.owner = $4")
+COUNT = f"SELECT count(*) FROM sessionspec.sessions s WHERE s.namespace = $1 AND {LIVE.format(now=NOW)}"
+COUNT_OWNER = COUNT + " AND s.owner = $2"
+# two ranges of (namespace, expires_at), both index-only: the work is O(live), never O(expired)
+COUNT_ALL = f"""
+SELECT (SELECT count(*) FROM sessionspec.sessions s WHERE s.namespace = $1 AND s.expires_at IS NULL)
+     + (SELECT count(*) FROM sessionspec.sessions s WHERE s.namespace = $1 AND s.expires_at > {NOW})"""
+CREATE = "SELECT * FROM sessionspec.create_session($1, $2, $3, $4, $5)"
+SAVE = "SELECT * FROM sessionspec.save_session($1, $2, $3, $4, $5, $6)"
+APPLY = "SELECT * FROM sessionspec.apply_changes($1, $2, $3, $4, $5, $6)"
+APPEND = "SELECT * FROM sessionspec.append_items($1, $2, $3, $4, $5)"
+DELETE = "SELECT sessionspec.delete_session($1, $2)"
+PURGE = "SELECT sessionspec.purge_batch($1, $2)"
+
+
+async def install_schema(conn: asyncpg.Connection) -> None:
+    """Create or upgrade the schema unless this release's is already there (race-safe)."""
+    query = "SELECT value FROM sessionspec.meta WHERE name = 'schema'"
+    if await conn.fetchval("SELECT to_regclass('sessionspec.meta') IS NOT NULL"):
+        if await conn.fetchval(query) == SCHEMA_VERSION:
+            return
+    encoding = await conn.fetchval("SHOW server_encoding")
+    if encoding != "UTF8":
+        raise RuntimeError(f"PostgresStore needs a UTF8 database; this one is {encoding}")
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        if await conn.fetchval("SELECT to_regclass('sessionspec.meta') IS NOT NULL"):
+            if await conn.fetchval(query) == SCHEMA_VERSION:
+                return
+        await conn.execute(SCHEMA_SQL)
+        await conn.execute("INSERT INTO sessionspec.meta VALUES ('schema', $1) "
+                           "ON CONFLICT (name) DO UPDATE SET value = excluded.value", SCHEMA_VERSION)
+
+
+# ---------------------------------------------------------------- the JSON representation
+_MARK: Final = "\ue000"
+_EXPONENT_FLOAT: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+
+
+def escape(s: str) -> str:
+    if "\x00" in s or s.startswith(_MARK):
+        return _MARK + s.replace(_MARK, _MARK + "\ue001").replace("\x00", _MARK + "\ue002")
+    return s
+
+
+def _unescape(s: str) -> str:
+    if s.startswith(_MARK):
+        return s[1:].replace(_MARK + "\ue002", "\x00").replace(_MARK + "\ue001", _MARK)
+    return s
+
+
+def _map_strings(value: Any, f: Any) -> Any:
+    if isinstance(value, str):
+        return f(value)
+    if isinstance(value, dict):
+        return {f(k): _map_strings(v, f) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, f) for v in value]
+    return value
+
+
+def _plain_float(match: re.Match[str]) -> str:
+    number = match.group(1)
+    if number is None:  # a string literal: leave it alone
+        return match.group(0)
+    text = format(Decimal(number), "f")
+    return text if "." in text else text + ".0"
+
+
+def encode_json(value: Any) -> str:
+    """JSON text for a validated value, in the representation jsonb stores losslessly."""
+    text = dump_json(value)
+    if "\\u0000" in text or _MARK in text:
+        text = dump_json(_map_strings(value, escape))
+    if "e+" in text:
+        text = _EXPONENT_FLOAT.sub(_plain_float, text)
+    return text
+
+
+def decode_json(raw: Any) -> Any:
+    """The value back from jsonb text (asyncpg's default); the inverse of encode_json."""
+    if not isinstance(raw, str):  # a pool with its own jsonb codec
+        return _map_strings(raw, _unescape)
+    value = json.loads(raw)
+    return _map_strings(value, _unescape) if _MARK in raw else value
