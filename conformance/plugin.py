@@ -265,10 +265,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         status = "skipped" if report.skipped else ("passed" if report.passed else
                                                    ("error" if report.when != "call" else "failed"))
         message, details = _explain(report)
+        artifacts: dict[str, Any] = item.stash.get(_ARTIFACTS, {})
         outcome = TestOutcome(
             nodeid=item.nodeid, name=item.name, clauses=ids, status=status,  # type: ignore[arg-type]
             duration=report.duration, message=message, details=details,
-            artifacts=dict(item.stash[_ARTIFACTS]) if _ARTIFACTS in item.stash else {},
+            artifacts=dict(artifacts),
         )
         if report.when == "teardown":  # a teardown error replaces the call's verdict
             state.outcomes[:] = [o for o in state.outcomes if o.nodeid != item.nodeid]

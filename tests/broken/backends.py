@@ -18,7 +18,7 @@ from sessionspec.conformance.clauses import get_clause
 from sessionspec.conformance.contract import KEEP, BackendUnavailable, Keep, Session, TtlArg
 from sessionspec.conformance.targets import Target
 from sessionspec.conformance.validation import validate_id, validate_owner, validate_ttl
-from sessionspec.reference import postgres
+from sessionspec.reference import postgres, postgres_sql
 from sessionspec.reference.postgres import PostgresStore
 from sessionspec.reference.redis import RedisStore
 
@@ -134,7 +134,7 @@ class RedisExpirySetInSecondStep(RedisStore):
         return dataclasses.replace(session, updated_at=info.updated_at, expires_at=info.expires_at, ttl=info.ttl)
 
 
-_GET_ON_APP_CLOCK = postgres._GET.replace("clock_timestamp()", "$3::timestamp")
+_GET_ON_APP_CLOCK = postgres_sql.GET.replace("clock_timestamp()", "$3::timestamp")
 
 
 @broken_on("postgres", "HY-2", "TTL-1")
