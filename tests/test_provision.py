@@ -299,12 +299,9 @@ def test_unknown_methods_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---------------------------------------------------------------- cleanup at exit
-@pytest.mark.redis
-@pytest.mark.parametrize("method", PROVISIONED)
-def test_ctrl_c_tears_provisioned_servers_down(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    """A process interrupted by Ctrl-C leaves no server, temp dir or container behind."""
-    if FORCED and method not in FORCED:
-        pytest.skip(f"SESSIONSPEC_PROVISION={','.join(FORCED)} excludes {method}")
+
+def _provision_then_signal(method: str, signame: str) -> subprocess.CompletedProcess[str]:
+    """Provision Redis in a child process that then sends itself ``signame``; skip if unavailable."""
     script = textwrap.dedent(f"""
         import os, signal, sys, time
         from sessionspec.conformance.provision import ProvisionError, provision
@@ -316,13 +313,22 @@ def test_ctrl_c_tears_provisioned_servers_down(monkeypatch: pytest.MonkeyPatch, 
         print("URL", s.url, flush=True)
         print("TMP", getattr(s, "tmpdir", ""), flush=True)
         print("CID", getattr(s, "container_id", "") or "", flush=True)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.{signame})
         time.sleep(30)
     """)
     env = {k: v for k, v in os.environ.items() if k != "SESSIONSPEC_PROVISION"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env)
     if out.stdout.startswith("UNAVAILABLE"):
         _unavailable(out.stdout)
+    return out
+
+@pytest.mark.redis
+@pytest.mark.parametrize("method", PROVISIONED)
+def test_ctrl_c_tears_provisioned_servers_down(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """A process interrupted by Ctrl-C leaves no server, temp dir or container behind."""
+    if FORCED and method not in FORCED:
+        pytest.skip(f"SESSIONSPEC_PROVISION={','.join(FORCED)} excludes {method}")
+    out = _provision_then_signal(method, "SIGINT")
     assert "KeyboardInterrupt" in out.stderr, out.stderr
     fields = {line.partition(" ")[0]: line.partition(" ")[2] for line in out.stdout.splitlines()}
     _assert_refused(fields["URL"])
@@ -344,23 +350,7 @@ def test_servers_of_a_killed_process_are_reaped_by_the_next_provision(
     """kill -9 skips atexit; the next provision() removes what the dead process left."""
     if FORCED and method not in FORCED:
         pytest.skip(f"SESSIONSPEC_PROVISION={','.join(FORCED)} excludes {method}")
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        from sessionspec.conformance.provision import ProvisionError, provision
-        try:
-            s = provision("redis", methods=["{method}"], timeout=120)
-        except ProvisionError as exc:
-            print("UNAVAILABLE", exc, flush=True)
-            sys.exit(0)
-        print("URL", s.url, flush=True)
-        print("TMP", getattr(s, "tmpdir", ""), flush=True)
-        print("CID", getattr(s, "container_id", "") or "", flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "SESSIONSPEC_PROVISION"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env)
-    if out.stdout.startswith("UNAVAILABLE"):
-        _unavailable(out.stdout)
+    out = _provision_then_signal(method, "SIGKILL")
     assert out.returncode == -9, out.stderr
     fields = {line.partition(" ")[0]: line.partition(" ")[2] for line in out.stdout.splitlines()}
     assert asyncio.run(_redis_roundtrip(fields["URL"], write=True)) == b"kept"  # the orphan lives on
