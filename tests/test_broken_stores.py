@@ -38,11 +38,7 @@ PROBED = sorted({cid for case in CASES for cid in case.clauses})
 FOCUSED = "not agree_with_the_model"
 """The Hypothesis state machines span a dozen clauses and, on a store with a time-dependent bug,
 shrink for minutes; each bug must be caught by the clause's own focused tests, so they sit out."""
-KNOWN_HOLES: dict[str, str] = {
-    "empty_state_shared": "CC-5 creates every session with state {'who': i}, so a shared default for "
-                          "create() without state never shows; remove this entry once CC-5 also creates some "
-                          "sessions with no state (or {}).",
-}
+KNOWN_HOLES: dict[str, str] = {}
 """Broken stores the suite does not catch yet: strict xfail, so the fix turns this into a failure to remove."""
 CONTROL = Target(spec="memory", description="MemoryStore, the correct store (control)",
                  factory=lambda namespace: MemoryStore())
