@@ -88,9 +88,18 @@ class RunResult:
 
     @property
     def clauses(self) -> list[ClauseResult]:
+        # A test naming several clauses (the stateful model check) cannot tell which one its
+        # failure breaks. When some of them also fail their own dedicated tests, the failure is
+        # explained there, so it counts against those clauses only, not against every one named.
+        dedicated_failures = {
+            t.clauses[0] for t in self.tests if len(t.clauses) == 1 and t.status in ("failed", "error")
+        }
         by_clause: dict[str, list[TestOutcome]] = {}
         for test in self.tests:
-            for cid in test.clauses:
+            ids = test.clauses
+            if len(ids) > 1 and test.status in ("failed", "error") and dedicated_failures & set(ids):
+                ids = tuple(cid for cid in ids if cid in dedicated_failures)
+            for cid in ids:
                 by_clause.setdefault(cid, []).append(test)
         return [self._verdict(c, by_clause.get(c.id, [])) for c in clauses_for(self.spec_version)]
 

@@ -208,6 +208,6 @@ def test_random_operation_sequences_agree_with_the_model(ctx: SuiteContext) -> N
     run_state_machine_as_test(machine(ctx, atomic=False), settings=SETTINGS)  # type: ignore[arg-type]
 
 
-@clause("MG-1", "MG-2", "MG-5", "VER-2")
+@clause("MG-1", "MG-2", "MG-5", "VER-1", "VER-2")
 def test_random_sequences_with_expected_versions_agree_with_the_model(ctx: SuiteContext) -> None:
     run_state_machine_as_test(machine(ctx, atomic=True), settings=SETTINGS)  # type: ignore[arg-type]
