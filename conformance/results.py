@@ -46,6 +46,8 @@ class LedgerError(Exception):
 class TestOutcome:
     """One suite test as it ran."""
 
+    __test__ = False  # a record, not a pytest test class
+
     nodeid: str
     name: str
     clauses: tuple[str, ...]
