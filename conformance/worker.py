@@ -34,9 +34,11 @@ from .contract import SessionNotFound, SessionStore, VersionConflict
 from .model import Call, observe
 from .targets import TargetError, open_store, resolve_target
 
-__all__ = ["MAX_ATTEMPTS", "GaveUp", "WorkerError", "WorkerProcess", "increment", "perform", "run_tasks"]
+__all__ = ["RETRY_BUDGET", "GaveUp", "WorkerError", "WorkerProcess", "increment", "perform", "run_tasks"]
 
-MAX_ATTEMPTS: Final = 100
+RETRY_BUDGET: Final = 90.0
+"""Seconds one increment may keep retrying. A time budget, not an attempt cap: on a busy machine
+a correct store can need hundreds of retries, and giving up would flag it for a lost update."""
 BACKOFF_BASE: Final = 0.002
 BACKOFF_CAP: Final = 0.5
 """Full-jitter backoff: sleep uniform(0, min(CAP, BASE * 2**attempt)). Immediate retries make
@@ -81,7 +83,10 @@ async def perform(store: SessionStore, call: Call) -> Any:
 
 async def increment(store: SessionStore, id: str, key: str, via: str = "apply") -> dict[str, Any]:
     """CC-4's client: get, write n+1 with expected_version (by save or apply), retry on VersionConflict."""
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    deadline = time.monotonic() + RETRY_BUDGET
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
         current = await store.get(id)
         if current is None:
             raise SessionNotFound(id)
@@ -92,10 +97,10 @@ async def increment(store: SessionStore, id: str, key: str, via: str = "apply") 
             else:
                 written = await store.apply(id, {key: value}, expected_version=current.version)
         except VersionConflict:
-            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 20))))
             continue
         return {"attempts": attempt, "value": value, "version": written.version}
-    raise GaveUp(f"no commit after {MAX_ATTEMPTS} attempts: every write met a VersionConflict")
+    raise GaveUp(f"no commit in {RETRY_BUDGET:g} s ({attempt} attempts): every write met a VersionConflict")
 
 
 async def _step(store: SessionStore, step: dict[str, Any], last_version: int | None) -> Record:
