@@ -433,3 +433,7 @@ def backends_up(kinds: tuple[str, ...]) -> None:
                 server.close()
         if servers:
             click.echo("# servers stopped", err=True)
+
+
+if __name__ == "__main__":
+    main()
