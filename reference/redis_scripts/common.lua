@@ -31,6 +31,12 @@ end
 -- Replies are ONE string, parsed by the client in one step: "\n"-separated lines, the status
 -- first (0 ok, 1 not found, 2 exists, 3 version conflict, 4 not a list). Ids, owners and ttl
 -- texts hold no control characters and JSON text has no raw newline, so "\n" is unambiguous.
+-- a state field "k:<key json>" (meta field names are short words without ':')
+local function is_state_field(f)
+  local a, b = string.byte(f, 1, 2)
+  return a == 107 and b == 58
+end
+
 local function num(x) -- exact integer text (tostring and `..` would round to 14 digits)
   if type(x) == 'number' then return string.format('%d', x) end
   return x
@@ -153,24 +159,27 @@ end
 
 -- The whole session, or '1' when absent or expired: info and then the state as ONE JSON text,
 -- joined from the stored JSON fragments (field names hold each key's JSON text); nothing is decoded.
+-- (pieces go into one table joined once: Lua interns every intermediate string it builds)
 local function read(id, now)
   local all = redis.call('HGETALL', skey(id))
-  local meta, parts = {}, {}
+  local meta, parts, k = {}, {false}, 1
   for j = 1, #all, 2 do
     local f, value = all[j], all[j + 1]
-    if string.sub(f, 1, 2) == 'k:' then
+    if is_state_field(f) then
       local key = string.sub(f, 3)
       if value == 'L' then
         value = '[' .. table.concat(redis.call('LRANGE', lkey(id, key), 0, -1), ',') .. ']'
       end
-      parts[#parts + 1] = key .. ':' .. value
+      parts[k + 1], parts[k + 2], parts[k + 3], parts[k + 4] = key, ':', value, ','
+      k = k + 4
     else
       meta[f] = value
     end
   end
   if not meta.v or (meta.e and tonumber(meta.e) <= now) then return '1' end
-  return table.concat({'0', meta.v, meta.c, meta.u, meta.e or '', meta.t or '', meta.o or '',
-                       '{' .. table.concat(parts, ',') .. '}'}, '\n')
+  parts[1] = table.concat({'0', meta.v, meta.c, meta.u, meta.e or '', meta.t or '', meta.o or '', '{'}, '\n')
+  if k > 1 then parts[k] = '}' else parts[2] = '}' end
+  return table.concat(parts)
 end
 
 -- The live session ARGV[2] for a versioned write (ARGV[3] = expected version, '' = any):
