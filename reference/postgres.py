@@ -306,7 +306,8 @@ class PostgresStore:
         deleted = [sql.escape(k) for k, v in delta.items() if v is DELETE]
         keys = [*map(sql.escape, sets), *deleted]
         changed = sql.encode_json(sets)
-        row = await self._run("fetchrow", sql.APPLY_FAST, self.namespace, sid, deleted, changed, expected)
+        fast = sql.APPLY_FAST if deleted else sql.APPLY_FAST_SET
+        row = await self._run("fetchrow", fast, self.namespace, sid, deleted, changed, expected)
         if row is not None:
             return _session(sid, row)
         row = await self._run("fetchrow", sql.APPLY, self.namespace, sid, changed, deleted, keys, expected)

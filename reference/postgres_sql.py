@@ -9,7 +9,6 @@ the text jsonb stores losslessly (NUL-bearing strings escaped, floats kept float
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from decimal import Decimal
 from importlib import resources
@@ -19,9 +18,12 @@ import asyncpg
 
 from sessionspec.conformance.validation import dump_json
 
+from ._json import loads
+
 __all__ = [
-    "APPEND", "APPLY", "APPLY_FAST", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE", "GET", "LIST_ALL", "LIST_OWNER",
-    "PURGE", "SAVE", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH", "decode_json", "encode_json", "escape", "install_schema",
+    "APPEND", "APPLY", "APPLY_FAST", "APPLY_FAST_SET", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE", "GET",
+    "LIST_ALL", "LIST_OWNER", "PURGE", "SAVE", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH", "decode_json", "encode_json",
+    "escape", "install_schema",
 ]
 
 SCHEMA_SQL: Final = resources.files(__package__).joinpath("postgres_schema.sql").read_text("utf-8")
@@ -67,13 +69,18 @@ APPLY = "SELECT * FROM sessionspec.apply_changes($1, $2, $3, $4, $5, $6)"
 # Its clock is statement_timestamp(): when this statement arrived, one value for the whole
 # statement, as the functions read clock_timestamp() once as they start (a CTE reading
 # clock_timestamp() costs a join); unlike now() it does not freeze inside a transaction.
-APPLY_FAST = f"""
+_APPLY_FAST = f"""
 UPDATE sessionspec.sessions s
-   SET state = (s.state - $3::text[]) || $4::jsonb, version = nextval('sessionspec.versions'),
+   SET state = {{state}} || $4::jsonb, version = nextval('sessionspec.versions'),
        updated_at = statement_timestamp(), expires_at = statement_timestamp() + sessionspec.period(s.ttl)
  WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="statement_timestamp()")}
-   AND ($5::bigint IS NULL OR s.version = $5) AND cardinality(s.item_keys) = 0
+   AND ($5::bigint IS NULL OR s.version = $5) AND cardinality(s.item_keys) = 0{{no_deletes}}
 RETURNING {INFO}, s.state, NULL::jsonb AS tails"""
+# Deleting no keys still costs `state - '{}'` a copy of the document (measured: ~10% of the
+# statement's server time), so an apply without deletions sends the variant without it ($3 is
+# then unused but kept, so both take the same arguments).
+APPLY_FAST = _APPLY_FAST.format(state="(s.state - $3::text[])", no_deletes="")
+APPLY_FAST_SET = _APPLY_FAST.format(state="s.state", no_deletes=" AND cardinality($3::text[]) = 0")
 APPEND = "SELECT * FROM sessionspec.append_items($1, $2, $3, $4, $5)"
 DELETE = "SELECT sessionspec.delete_session($1, $2)"
 PURGE = "SELECT sessionspec.purge_batch($1, $2)"
@@ -147,5 +154,5 @@ def decode_json(raw: Any) -> Any:
     """The value back from jsonb text (asyncpg's default); the inverse of encode_json."""
     if not isinstance(raw, str):  # a pool with its own jsonb codec
         return _map_strings(raw, _unescape)
-    value = json.loads(raw)
+    value = loads(raw)
     return _map_strings(value, _unescape) if _MARK in raw else value

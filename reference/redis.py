@@ -20,10 +20,10 @@ Key layout for namespace ``ns`` (prefix ``{ns}:``; ``<k>`` is a state key's JSON
 Ids and owners are literal key suffixes after fixed prefixes, and ids never hold control
 characters (ID-2), so NUL separates id and key unambiguously. State is stored as JSON text
 from ``validation.dump_json``; Lua only joins those fragments into one JSON text for reads and
-never decodes them (cjson would lose int64 precision and confuse ``[]`` with ``{}``); Python's
-``json`` parses it. Expired sessions vanish natively; their index entries are filtered on read
-and forgotten by ``purge_expired``, by ``list`` when it meets them, and two at a time by every
-``create``, so nothing grows without bound.
+never decodes them (cjson would lose int64 precision and confuse ``[]`` with ``{}``); Python
+parses it (``_json.loads``: orjson when installed). Expired sessions vanish natively; their
+index entries are filtered on read and forgotten by ``purge_expired``, by ``list`` when it
+meets them, and two at a time by every ``create``, so nothing grows without bound.
 
 Cluster trade-off: the namespace is the hash tag (the FIRST ``{...}`` of every key, so braces
 in ids are harmless), which keeps every script's keys in one slot and every operation atomic.
@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -79,6 +78,8 @@ from sessionspec.conformance.validation import (
     validate_state,
     validate_ttl,
 )
+
+from ._json import loads
 
 __all__ = ["RedisStore"]
 
@@ -135,7 +136,7 @@ def _session(sid: str, f: Sequence[Any], state: dict[str, Any] | None = None) ->
     """Session from reply lines; a full read carries the state as one JSON text in line 7."""
     i = _info(sid, f)
     return Session(i.id, i.owner, i.version, i.created_at, i.updated_at, i.expires_at, i.ttl,
-                   json.loads(f[7]) if state is None else state)
+                   loads(f[7]) if state is None else state)
 
 
 def _encode(records: dict[str, Any], out: list[Any]) -> list[Any]:
