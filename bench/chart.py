@@ -42,7 +42,10 @@ def _scaling(ax: Any, result: dict[str, Any]) -> None:
     sizes = [s["sessions"] for s in stages]
     for name in CURVES:
         if stages and name in stages[0]:
-            ax.plot(sizes, [s[name]["p50_ms"] for s in stages], marker="o", label=name)
+            line = ax.plot(sizes, [s[name]["p50_ms"] for s in stages], marker="o", label=name)[0]
+            if "twin" in stages[0] and name in ("list_owner", "count_owner"):  # the small twin, same moments
+                ax.plot(sizes, [s["twin"][name]["p50_ms"] for s in stages], linestyle="--", marker=".",
+                        color=line.get_color(), label=f"{name}, 10k twin alongside")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("stored sessions (half expired)")

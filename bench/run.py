@@ -61,7 +61,8 @@ async def _drop_namespace(backend: str, store: Any) -> None:
         await store.pool.execute("DELETE FROM sessionspec.items WHERE namespace = $1", store.namespace)
 
 
-async def bench(backend: str, url: str, settings: Settings, throwaway: bool) -> dict[str, Any]:
+async def bench(backend: str, url: str, settings: Settings, throwaway: bool,
+                twin_url: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"backend": backend, "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
                               "machine": machine(), "settings": asdict(settings)}
     t0 = time.perf_counter()
@@ -83,13 +84,16 @@ async def bench(backend: str, url: str, settings: Settings, throwaway: bool) -> 
         await pair.aclose()
     if "scale" in settings.parts and settings.scale_max > 0:
         store = await open_store(backend, url, pair.namespace + "-scale")
+        twin = None if twin_url is None else await open_store(backend, twin_url, pair.namespace + "-twin")
         try:
             result["scale"] = await scaling(backend, store, scale_max=settings.scale_max,
-                                            load_budget=settings.load_budget)
+                                            load_budget=settings.load_budget, twin=twin)
             if not throwaway:
                 await _drop_namespace(backend, store)
         finally:
             await store.aclose()
+            if twin is not None:
+                await twin.aclose()
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["machine"]["load_average_end"] = os.getloadavg()
     result["targets"] = judge(result)
@@ -113,10 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for backend in BACKENDS if args.backend == "all" else (args.backend,):
         server = provision(backend)
+        twin = None
         try:
-            result = asyncio.run(bench(backend, server.url, settings, throwaway=server.controllable))
+            if server.controllable and "scale" in parts:
+                # a second throwaway server for scaling's small twin (none beside a server given by URL)
+                twin = provision(backend)
+            result = asyncio.run(bench(backend, server.url, settings, throwaway=server.controllable,
+                                       twin_url=None if twin is None else twin.url))
         finally:
             server.close()
+            if twin is not None:
+                twin.close()
         result["provisioned_by"] = server.method
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path = args.out / f"{backend}-{stamp}.json"

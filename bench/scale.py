@@ -6,6 +6,10 @@ grow with the table); each stage also adds 100 fresh "probe" owners of exactly 2
 (10 live, 10 expired), whose per-owner queries should not depend on the table size at all.
 Latency is measured one call at a time (no queueing): p50/p99 over bounded samples, each call
 followed by a raw round trip whose p50 is kept beside it (the machine's floor at that moment).
+When a second server can be had, a "twin" store on it stays at 10,000 sessions (plus each
+stage's fresh probe owners) and is measured alongside, call by call alternating with the grown
+store: on a shared machine, stages minutes apart differ by the neighbours' load (seen: a PING
+30% slower at the 1M stage than at the 10k one), calls alternating with a twin do not.
 Before measuring, the server's background work from the load is let finish (Redis AOF rewrite,
 a Postgres CHECKPOINT).
 Redis's list forgets long-dead index entries it meets, so the first list of an owner ("cold")
@@ -20,6 +24,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -39,23 +44,26 @@ PAGE = 50
 Call = Callable[[], Awaitable[Any]]
 
 
-async def _timed(calls: Sequence[Call], max_seconds: float, ping: Call) -> dict[str, Any]:
-    """One call at a time, each followed by a raw round trip (PING / SELECT 1) on the store's own client:
-    ``rtt_p50_ms`` is the floor of the moment, so stages measured minutes apart compare fairly."""
-    lat: list[float] = []
-    rtt: list[float] = []
+async def _timed(sides: Sequence[Sequence[Call]], max_seconds: float, pings: Sequence[Call]) -> list[dict[str, Any]]:
+    """One call at a time, each followed by a raw round trip (PING / SELECT 1) on the store's own client
+    (``rtt_p50_ms``: the floor of the moment). With several sides (the growing store and its twin)
+    their calls alternate one by one, so both see the same moment's noise."""
+    lat: list[list[float]] = [[] for _ in sides]
+    rtt: list[list[float]] = [[] for _ in sides]
     deadline = time.perf_counter() + max_seconds
-    for call in calls:
-        t = time.perf_counter()
-        if t >= deadline:
+    for i in range(max(map(len, sides))):
+        if time.perf_counter() >= deadline:
             break
-        await call()
-        lat.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        await ping()
-        rtt.append(time.perf_counter() - t)
-    return {"n": len(lat), "p50_ms": round(median(lat) * 1000, 3), "p99_ms": round(percentile(lat, 99) * 1000, 3),
-            "rtt_p50_ms": round(median(rtt) * 1000, 3)}
+        for side, calls in enumerate(sides):
+            if i < len(calls):
+                t = time.perf_counter()
+                await calls[i]()
+                lat[side].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                await pings[side]()
+                rtt[side].append(time.perf_counter() - t)
+    return [{"n": len(a), "p50_ms": round(median(a) * 1000, 3), "p99_ms": round(percentile(a, 99) * 1000, 3),
+             "rtt_p50_ms": round(median(b) * 1000, 3)} for a, b in zip(lat, rtt, strict=True)]
 
 
 async def _check(store: Any, probes: Sequence[str], live: Sequence[Planned], live_total: int) -> None:
@@ -84,60 +92,100 @@ async def _settle(backend: str, store: Any, limit: float = 180.0) -> float:
     return time.perf_counter() - t0
 
 
-async def _measure(backend: str, store: Any, rng: random.Random, probes: list[str], live: list[Planned],
-                   cap: float) -> dict[str, Any]:
-    """Probe owners: one cold list pass, then 3 warm passes; big owners: 1 cold, 2 warm."""
-    ping = store.client.ping if backend == "redis" else partial(store.pool.fetchval, "SELECT 1")
-    big = [f"o{i}" for i in rng.sample(range(BIG_OWNERS), 100)]
-    sample = rng.sample(live, min(1000, len(live)))
-    out = {"get": await _timed([partial(store.get, s.id) for s in sample], cap, ping)}
-    for group, owners, passes in (("owner", probes[:-5], 3), ("big_owner", big, 2)):
-        lists = [partial(store.list, owner=o, limit=PAGE) for o in owners]
-        out[f"list_{group}_cold"] = await _timed(lists, cap, ping)
-        out[f"list_{group}"] = await _timed(lists * passes, cap, ping)
-        out[f"count_{group}"] = await _timed([partial(store.count, owner=o) for o in owners] * passes, cap, ping)
-    out["list_all"] = await _timed([partial(store.list, limit=PAGE)] * 100, cap, ping)
-    out["count_all"] = await _timed([store.count] * 30, cap, ping)
-    return out
+@dataclass(slots=True)
+class _Side:
+    """One store being grown and measured: its sessions as loaded, and the latest stage's probe owners."""
+
+    store: Any
+    rng: random.Random
+    loaded: int = 0
+    version: int = 1
+    live_total: int = 0
+    live: list[Planned] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)
 
 
-async def scaling(backend: str, store: Any, *, scale_max: int, load_budget: float,
+async def _grow(backend: str, side: _Side, stage: int, size: int) -> float:
+    """Load 100 fresh probe owners, then big owners' sessions until the side holds ``size``; seconds taken."""
+    side.probes = [f"p{stage}-{i}" for i in range(PROBE_OWNERS)]
+    batch = plan(side.probes, PROBE_OWNERS * PROBE_SIZE, side.rng)
+    batch += plan([f"o{i}" for i in range(BIG_OWNERS)], max(0, size - side.loaded - len(batch)), side.rng)
+    side.rng.shuffle(batch)
+    t0 = time.perf_counter()
+    if backend == "redis":
+        side.version = await load_redis(side.store.client, side.store.namespace, batch, side.version)
+    else:
+        await load_postgres(side.store.pool, side.store.namespace, batch)
+        await side.store.pool.execute("VACUUM ANALYZE sessionspec.sessions")
+    seconds = time.perf_counter() - t0
+    side.loaded += len(batch)
+    fresh = [s for s in batch if s.live]
+    side.live += fresh
+    side.live_total += len(fresh)
+    await _check(side.store, side.probes, fresh, side.live_total)
+    return seconds
+
+
+async def _measure(backend: str, sides: Sequence[_Side], cap: float) -> list[dict[str, Any]]:
+    """Probe owners: one cold list pass, then 3 warm passes; big owners: 1 cold, 2 warm. Sides alternate."""
+    pings = [s.store.client.ping if backend == "redis" else partial(s.store.pool.fetchval, "SELECT 1") for s in sides]
+    outs: list[dict[str, Any]] = [{} for _ in sides]
+
+    async def timed(name: str, calls: Sequence[Sequence[Call]]) -> None:
+        for out, figures in zip(outs, await _timed(calls, cap, pings), strict=True):
+            out[name] = figures
+
+    await timed("get", [[partial(s.store.get, p.id) for p in s.rng.sample(s.live, min(1000, len(s.live)))]
+                        for s in sides])
+    big = [f"o{i}" for i in sides[0].rng.sample(range(BIG_OWNERS), 100)]
+    for group, passes in (("owner", 3), ("big_owner", 2)):
+        owners = [s.probes[:-5] if group == "owner" else big for s in sides]
+        lists = [[partial(s.store.list, owner=o, limit=PAGE) for o in own]
+                 for s, own in zip(sides, owners, strict=True)]
+        await timed(f"list_{group}_cold", lists)
+        await timed(f"list_{group}", [calls * passes for calls in lists])
+        await timed(f"count_{group}", [[partial(s.store.count, owner=o) for o in own] * passes
+                                       for s, own in zip(sides, owners, strict=True)])
+    await timed("list_all", [[partial(s.store.list, limit=PAGE)] * 100 for s in sides])
+    await timed("count_all", [[s.store.count] * 30 for s in sides])
+    return outs
+
+
+async def scaling(backend: str, store: Any, *, scale_max: int, load_budget: float, twin: Any = None,
                   cap: float = 20.0, sizes: Sequence[int] = SIZES) -> dict[str, Any]:
-    """Grow the store's namespace stage by stage and measure at each size; loading stops at the budget."""
-    rng = random.Random(7)
+    """Grow the store's namespace stage by stage and measure at each size; loading stops at the budget.
+
+    ``twin``, a store on a second server of the same kind, stays at the first size (only each
+    stage's 100 fresh probe owners are added) and is measured alongside, call by call: the
+    judged ratio compares the grown store with the small one at the same moment, so a noisy
+    neighbour moves both. Without a twin the ratio compares stages minutes apart.
+    """
+    big = _Side(store, random.Random(7))
+    small = None if twin is None else _Side(twin, random.Random(8))
     stages: list[dict[str, Any]] = []
-    loaded, version, live_total, load_seconds = 0, 1, 0, 0.0
-    live: list[Planned] = []
+    load_seconds = 0.0
     skipped: list[dict[str, Any]] = []
     for k, size in enumerate(s for s in sizes if s <= scale_max):
-        todo = size - loaded
-        if stages and load_seconds + todo / (loaded / load_seconds) > load_budget:
-            skipped.append({"sessions": size, "why": f"estimated load {todo / (loaded / load_seconds):.0f} s "
+        todo = size - big.loaded
+        if stages and load_seconds + todo / (big.loaded / load_seconds) > load_budget:
+            skipped.append({"sessions": size, "why": f"estimated load {todo / (big.loaded / load_seconds):.0f} s "
                             f"would pass the {load_budget:.0f} s budget"})
             continue
-        probes = [f"p{k}-{i}" for i in range(PROBE_OWNERS)]
-        batch = plan(probes, PROBE_OWNERS * PROBE_SIZE, rng)
-        batch += plan([f"o{i}" for i in range(BIG_OWNERS)], todo - len(batch), rng)
-        rng.shuffle(batch)
-        t0 = time.perf_counter()
-        if backend == "redis":
-            version = await load_redis(store.client, store.namespace, batch, version)
-        else:
-            await load_postgres(store.pool, store.namespace, batch)
-            await store.pool.execute("VACUUM ANALYZE sessionspec.sessions")
-        load_seconds += time.perf_counter() - t0
-        loaded += len(batch)
-        fresh = [s for s in batch if s.live]
-        live += fresh
-        live_total += len(fresh)
-        await _check(store, probes, fresh, live_total)
-        settled = await _settle(backend, store)
-        stages.append({"sessions": loaded, "live": live_total, "load_rate_per_s": round(loaded / load_seconds),
-                       "settle_s": round(settled, 1), "load_average": os.getloadavg()[0],
-                       **await _measure(backend, store, rng, probes, live, cap)})
+        load_seconds += await _grow(backend, big, k, size)
+        if small is not None:
+            await _grow(backend, small, k, size if k == 0 else 0)
+        sides = [big] if small is None else [big, small]
+        settled = sum([await _settle(backend, s.store) for s in sides])
+        figures = await _measure(backend, sides, cap)
+        stage = {"sessions": big.loaded, "live": big.live_total, "load_rate_per_s": round(big.loaded / load_seconds),
+                 "settle_s": round(settled, 1), "load_average": os.getloadavg()[0], **figures[0]}
+        if small is not None:
+            stage["twin"] = {"sessions": small.loaded, "live": small.live_total, **figures[1]}
+        stages.append(stage)
     return {
         "owners": {"big": BIG_OWNERS, "probe_per_stage": PROBE_OWNERS, "probe_size": PROBE_SIZE},
         "page": PAGE,
+        "twin": small is not None,
         "load_seconds": round(load_seconds, 1),
         "stages": stages,
         "skipped": skipped,
