@@ -22,12 +22,11 @@ from typing import Any
 from harness import median, percentile
 
 from sessionspec.conformance.contract import VersionConflict
+from sessionspec.conformance.worker import BACKOFF_BASE, BACKOFF_CAP
 
 __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "POLICIES", "contend", "increment", "race"]
 
 POLICIES = ("naive", "backoff", "single-flight")
-BACKOFF_BASE = 0.002
-BACKOFF_CAP = 0.5
 MAX_ATTEMPTS = {"naive": 100_000, "backoff": 1000, "single-flight": 1000}
 KEY = "n"
 
