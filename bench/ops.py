@@ -34,7 +34,7 @@ class Plan:
     tasks: int = 1000
     ops: int = 20_000
     seconds: float = 15.0
-    rounds: int = 3
+    rounds: int = 5
     warmup_ops: int = 3_000
     warmup_seconds: float = 5.0
     solo_ops: int = 1000

@@ -39,7 +39,7 @@ class Settings:
     plan: Plan = field(default_factory=Plan)
     cas_tasks: int = 1000
     cas_rounds: int = 2
-    cas_seconds: float = 30.0
+    cas_seconds: float = 90.0
     history: int = 10_000
     scale_max: int = 1_000_000
     load_budget: float = 300.0
