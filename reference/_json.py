@@ -25,7 +25,7 @@ _LONG_RUN: Final = b"0" * 19
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson ships with the redis and postgres extras
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 FAST: Final = orjson is not None
 """Whether orjson is doing the parsing (reported by the benchmarks)."""
