@@ -5,7 +5,9 @@ expected_version, retry on VersionConflict), under three retry policies:
 * ``backoff``: full-jitter exponential backoff, sleep uniform(0, min(cap, base * 2**attempt)),
   with the conformance worker's base and cap (the reference stores have no retry helper);
 * ``single-flight``: the same backoff, but callers in this process take a per-session
-  asyncio.Lock first, so they never race each other; only other processes cause retries.
+  asyncio.Lock first, so they never race each other; only other processes cause retries;
+* ``suite``: the conformance suite's own CC-4 client, ``sessionspec.conformance.worker.increment``:
+  every first attempt at once (the race), then retries take turns per session, with the backoff.
 
 The policies alternate in the same run, each bounded by attempts per task and by wall time
 (a run that hits the time cap counts as the cap: its speedup is then a lower bound). The final
@@ -21,12 +23,13 @@ from typing import Any
 
 from harness import median, percentile
 
+from sessionspec.conformance import worker
 from sessionspec.conformance.contract import VersionConflict
 from sessionspec.conformance.worker import BACKOFF_BASE, BACKOFF_CAP
 
 __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "POLICIES", "contend", "increment", "race"]
 
-POLICIES = ("naive", "backoff", "single-flight")
+POLICIES = ("naive", "backoff", "single-flight", "suite")
 MAX_ATTEMPTS = {"naive": 100_000, "backoff": 1000, "single-flight": 1000}
 KEY = "n"
 
@@ -46,6 +49,9 @@ async def _read_modify_write(store: Any, sid: str, policy: str) -> int:
 
 
 async def increment(store: Any, sid: str, policy: str, locks: dict[str, asyncio.Lock]) -> int:
+    if policy == "suite":
+        done = await worker.increment(store, sid, KEY, "apply", turns=locks)
+        return int(done["attempts"]) - 1
     if policy == "single-flight":
         async with locks.setdefault(sid, asyncio.Lock()):
             return await _read_modify_write(store, sid, policy)
@@ -92,7 +98,8 @@ async def race(store: Any, *, tasks: int, rounds: int, max_seconds: float) -> di
     """Every policy ``rounds`` times in rotating order; speedup = median naive time / median policy time."""
     runs: list[dict[str, Any]] = []
     for r in range(rounds):
-        for policy in POLICIES[r % 3:] + POLICIES[:r % 3]:
+        k = r % len(POLICIES)
+        for policy in POLICIES[k:] + POLICIES[:k]:
             runs.append(await contend(store, tasks=tasks, policy=policy, max_seconds=max_seconds))
     seconds = {p: median([run["seconds"] for run in runs if run["policy"] == p]) for p in POLICIES}
     retries = {p: median([run["retries"] for run in runs if run["policy"] == p]) for p in POLICIES}
