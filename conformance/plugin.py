@@ -24,6 +24,7 @@ from .clauses import SPEC_VERSIONS, get_clause
 from .context import SuiteContext, new_namespace
 from .results import TestOutcome
 from .targets import Target, TargetError, TargetOptions, open_store, resolve_target
+from .worker import POOL
 
 __all__ = ["SUITE_DIR", "RunState", "SuiteModule"]
 
@@ -137,7 +138,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
-    if state is not None and state.owns_target:
+    if state is None:
+        return
+    POOL.close()  # the shared tests' worker processes, before their server goes away
+    if state.owns_target:
         state.target.close()
 
 

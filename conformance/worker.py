@@ -16,26 +16,33 @@ or the first line of stdin, opens the stores with ``resolve_target`` + ``open_st
 prints ``{"ready": true}`` and, when ``wait_for_go``, waits for a line on stdin (so every
 process starts its tasks at once), then prints ``{"results": [...]}`` (one list per task).
 It exits 2 with a message on stderr when the job or target is unusable, 1 on other errors.
+``--serve TARGET`` resolves the target once and then runs such jobs (without ``target``),
+one per stdin line, until EOF; a failed job prints ``{"error": ...}`` and ends the program.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
 import random
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from .contract import SessionNotFound, SessionStore, VersionConflict
 from .model import Call, observe
-from .targets import TargetError, open_store, resolve_target
+from .targets import Target, TargetError, open_store, resolve_target
 
-__all__ = ["RETRY_BUDGET", "GaveUp", "WorkerError", "WorkerProcess", "increment", "perform", "run_tasks"]
+__all__ = ["POOL", "RETRY_BUDGET", "GaveUp", "WorkerError", "WorkerPool", "WorkerProcess", "increment", "perform",
+           "run_tasks"]
 
 RETRY_BUDGET: Final = 90.0
 """Seconds one increment may keep retrying. A time budget, not an attempt cap: on a busy machine
@@ -178,100 +185,196 @@ class WorkerError(RuntimeError):
 
 
 class WorkerProcess:
-    """One ``python -m sessionspec.conformance.worker`` child, started and held at the gate."""
+    """One ``python -m sessionspec.conformance.worker --serve TARGET`` child, running one job at a time.
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    Children are kept between jobs (see :data:`POOL`): a CC-* ``shared`` test needs two, and
+    starting a Python process with the store's driver costs 0.3-1 s, which seven tests paid
+    twice each. A child opens its stores per job and closes them after, so between jobs it
+    holds no connection (FL-* may stop the server meanwhile). Pipes are plain blocking files
+    read in a thread, so a child outlives the event loop of the test that started it (each
+    suite test runs on its own loop). Any failure, timeout or cancel kills the child; only a
+    child that delivered its results goes back to the pool.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], target: str, errors: IO[bytes]) -> None:
+        self.process, self.target, self._errors = process, target, errors
+        self._clean = False
+
+    @classmethod
+    def spawn(cls, target: str) -> WorkerProcess:
+        paths = [p for p in sys.path if p]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), *paths])}
+        errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child can never block on it
+        process = subprocess.Popen([sys.executable, "-m", "sessionspec.conformance.worker", "--serve", target],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
+        return cls(process, target, errors)
 
     @classmethod
     async def start(cls, target: str, namespace: str, tasks: Sequence[Task], *, instances: int = 2) -> WorkerProcess:
-        """Spawn, hand over the job, and wait until its stores are open (``ready``)."""
-        paths = [p for p in sys.path if p]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), *paths])}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sessionspec.conformance.worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-        worker = cls(process)
+        """Take an idle child for ``target`` (or spawn one), hand over the job, wait until its stores are open."""
+        worker = POOL.take(target) or cls.spawn(target)
         try:
-            job = {"target": target, "namespace": namespace, "instances": instances, "tasks": list(tasks),
-                   "wait_for_go": True}
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(json.dumps(job).encode() + b"\n")
-            await process.stdin.drain()
-            await asyncio.wait_for(worker._ready(), READY_TIMEOUT)
+            worker._send(json.dumps({"namespace": namespace, "instances": instances, "tasks": list(tasks),
+                                     "wait_for_go": True}).encode())
+            await asyncio.wait_for(worker._expect("ready"), READY_TIMEOUT)
         except BaseException:
-            await worker.kill()
+            worker.kill()
             raise
         return worker
 
-    async def _ready(self) -> None:
-        """Skip whatever the factory printed until the ready line."""
+    def _send(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(line + b"\n")
+            self.process.stdin.flush()
+        except OSError as exc:  # the child died: say why
+            raise WorkerError(f"worker is gone ({exc}): {self._stderr()}") from None
+
+    async def _expect(self, key: str) -> Any:
+        """The value of the next stdout line that is a JSON object with ``key`` (skipping what factories print)."""
         assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            if line.strip() == b'{"ready": true}':
-                return
-        await self._fail("ended before it was ready")
+        while line := await asyncio.to_thread(self.process.stdout.readline):
+            if line.startswith(b"{"):
+                with contextlib.suppress(ValueError):
+                    message = json.loads(line)
+                    if isinstance(message, dict) and key in message:
+                        return message[key]
+                    if isinstance(message, dict) and "error" in message:
+                        raise WorkerError(f"worker failed: {message['error']}")
+        self.kill()
+        raise WorkerError(f"worker exited with {self.process.wait()} before {key!r}: {self._stderr()}")
 
     async def go(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(b"go\n")
-        await self.process.stdin.drain()
+        self._send(b"go")
 
     async def results(self) -> list[list[Record]]:
-        """Wait for the worker to finish and return its records (one list per task)."""
+        """Wait for the job's records (one list per task); the child then goes back to the pool."""
         try:
-            out, err = await self.process.communicate()
-        finally:
-            await self.kill()
-        if self.process.returncode != 0:
-            raise WorkerError(f"worker exited with {self.process.returncode}: {err.decode(errors='replace')[-2000:]}")
-        results: list[list[Record]] = json.loads(out.splitlines()[-1])["results"]
+            results: list[list[Record]] = await self._expect("results")
+        except BaseException:
+            self.kill()
+            raise
+        self._clean = True
         return results
 
-    async def kill(self) -> None:
-        if self.process.returncode is None:
+    def release(self) -> None:
+        """Back to the pool after a clean job; killed otherwise (its state is unknown)."""
+        if self._clean and self.process.poll() is None:
+            self._clean = False
+            POOL.give_back(self)
+        else:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-            await self.process.wait()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self._errors.close()
 
-    async def _fail(self, what: str) -> None:
-        await self.kill()
-        assert self.process.stderr is not None
-        err = (await self.process.stderr.read()).decode(errors="replace")
-        raise WorkerError(f"worker {what}: {err[-2000:]}")
+    def _stderr(self) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            self._errors.seek(0)
+            return self._errors.read()[-2000:].decode(errors="replace")
+        return ""
+
+
+class WorkerPool:
+    """Idle worker children by target, reused across tests; :meth:`close` kills them (run end, atexit)."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[WorkerProcess]] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def take(self, target: str) -> WorkerProcess | None:
+        with self._lock:
+            idle = self._idle.get(target, [])
+            while idle:
+                worker = idle.pop()
+                if worker.process.poll() is None:
+                    return worker
+                worker.kill()
+        return None
+
+    def give_back(self, worker: WorkerProcess) -> None:
+        with self._lock:
+            self._idle.setdefault(worker.target, []).append(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            workers = [w for idle in self._idle.values() for w in idle]
+            self._idle.clear()
+        for worker in workers:
+            worker.kill()
+
+
+POOL: Final = WorkerPool()
 
 
 # -- the program ---------------------------------------------------------------------------
-async def _main(job: dict[str, Any]) -> list[list[Record]]:
-    target = resolve_target(job["target"])
+async def _run_job(target: Target, job: dict[str, Any]) -> list[list[Record]]:
+    async with contextlib.AsyncExitStack() as stack:
+        stores = [await stack.enter_async_context(open_store(target, job["namespace"]))
+                  for _ in range(int(job.get("instances", 1)))]
+        print(json.dumps({"ready": True}), flush=True)
+        if job.get("wait_for_go"):
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        return await run_tasks(stores, job["tasks"])
+
+
+def _check_job(job: Any, keys: set[str]) -> dict[str, Any]:
+    if not isinstance(job, dict) or not keys <= job.keys():
+        raise ValueError(f"the job must be a JSON object with {', '.join(sorted(keys))}")
+    return job
+
+
+def _serve(spec: str) -> int:
+    """Jobs (``namespace``, ``instances``, ``tasks``, ``wait_for_go``), one per stdin line, until EOF."""
     try:
-        async with contextlib.AsyncExitStack() as stack:
-            stores = [await stack.enter_async_context(open_store(target, job["namespace"]))
-                      for _ in range(int(job.get("instances", 1)))]
-            print(json.dumps({"ready": True}), flush=True)
-            if job.get("wait_for_go"):
-                await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-            return await run_tasks(stores, job["tasks"])
+        target = resolve_target(spec)
+    except TargetError as exc:
+        print(f"sessionspec worker: unusable target: {exc}", file=sys.stderr)
+        return 2
+    try:
+        while line := sys.stdin.readline():
+            try:
+                job = _check_job(json.loads(line), {"namespace", "tasks"})
+                results = asyncio.run(_run_job(target, job))
+            except Exception as exc:
+                print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+                return 1
+            print(json.dumps({"results": results}), flush=True)
+        return 0
     finally:
         target.close()
 
 
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
+    """``--serve TARGET``: jobs until EOF (what WorkerProcess runs); ``[JOB]``: one job with its target."""
+    if argv[:1] == ["--serve"] and len(argv) == 2:
+        return _serve(argv[1])
     try:
-        job = json.loads(argv[0] if argv else sys.stdin.readline())
-        if not isinstance(job, dict) or not {"target", "namespace", "tasks"} <= job.keys():
-            raise ValueError('the job must be a JSON object with "target", "namespace" and "tasks"')
+        job = _check_job(json.loads(argv[0] if argv else sys.stdin.readline()), {"target", "namespace", "tasks"})
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         print(f"sessionspec worker: unusable job: {exc}", file=sys.stderr)
         return 2
     try:
-        results = asyncio.run(_main(job))
+        target = resolve_target(job["target"])
     except TargetError as exc:
         print(f"sessionspec worker: unusable target: {exc}", file=sys.stderr)
         return 2
+    try:
+        results = asyncio.run(_run_job(target, job))
     except Exception as exc:
         print(f"sessionspec worker: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        target.close()
     print(json.dumps({"results": results}), flush=True)
     return 0
 

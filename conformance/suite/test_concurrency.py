@@ -3,7 +3,8 @@
 Each test writes its tasks down as data (see :mod:`sessionspec.conformance.worker`) and
 hands them to :func:`spread`. On ``one-instance`` they all run on ``ctx.store``. On
 ``shared`` half of them run here across 4 store instances and the other half in 2 worker
-processes (2 instances each), released together once every process has its stores open;
+processes (2 instances each, kept for the next shared test), released together once every
+process has its stores open;
 reads afterwards go through ``ctx.store``, so a write made in another process must be
 visible here. The final-state checks are stress; CC-6's linearizability check needs no luck.
 """
@@ -70,7 +71,7 @@ async def spread(ctx: SuiteContext, topology: str, tasks: list[Task]) -> list[li
                                      *(worker.results() for worker in workers))
     finally:
         for worker in workers:
-            await worker.kill()
+            worker.release()  # back to the pool for the next shared test, or killed if anything went wrong
     records: dict[int, list[Record]] = {}
     for ids, part in zip(groups, parts, strict=True):
         records.update(zip(ids, part, strict=True))
