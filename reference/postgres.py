@@ -304,12 +304,14 @@ class PostgresStore:
         expected = validate_expected_version(expected_version)
         sets = {k: v for k, v in delta.items() if v is not DELETE}  # encode_json escapes the keys
         deleted = [sql.escape(k) for k, v in delta.items() if v is DELETE]
-        keys = [*map(sql.escape, sets), *deleted]
         changed = sql.encode_json(sets)
-        fast = sql.APPLY_FAST if deleted else sql.APPLY_FAST_SET
-        row = await self._run("fetchrow", fast, self.namespace, sid, deleted, changed, expected)
+        if deleted:
+            row = await self._run("fetchrow", sql.APPLY_FAST, self.namespace, sid, deleted, changed, expected)
+        else:
+            row = await self._run("fetchrow", sql.APPLY_FAST_SET, self.namespace, sid, changed, expected)
         if row is not None:
             return _session(sid, row)
+        keys = [*map(sql.escape, sets), *deleted]
         row = await self._run("fetchrow", sql.APPLY, self.namespace, sid, changed, deleted, keys, expected)
         return _session(sid, self._outcome(sid, row, expected))
 

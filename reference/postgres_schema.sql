@@ -27,14 +27,33 @@ CREATE TABLE IF NOT EXISTS sessionspec.sessions (
     expires_at timestamptz,
     PRIMARY KEY (namespace, id)
 );
+-- The minute an expiry falls in (NULL: never expires). The indexes hold this, not expires_at:
+-- sliding expiry moves expires_at on every write, and a write that changes an indexed column
+-- cannot be a HOT update (a new entry in every index instead of none; measured on apply:
+-- 0.57x raw UPDATE with expires_at indexed, 0.74x without). The slot moves once a minute.
+-- slot(e) > slot(now) implies e > now (live) and slot(e) < slot(now) implies e < now (dead),
+-- so only rows in the current minute's slot need expires_at from the heap.
+-- Spelled with timestamptz - timestamptz, an immutable operator (extract(epoch FROM
+-- timestamptz) is only stable), so the function sessionspec.expiry_slot (below) inlines into
+-- the queries' cached plans. The column spells the same expression out: a function there would
+-- be inlined again at every statement's start (measured: ~10% of an apply's server time).
+ALTER TABLE sessionspec.sessions ADD COLUMN IF NOT EXISTS expiry_slot bigint  -- = expiry_slot(expires_at)
+    GENERATED ALWAYS AS (floor(extract(epoch FROM expires_at - '1970-01-01 00:00:00+00'::timestamptz) / 60)::bigint)
+    STORED;
 -- room on each page for the new row version of an update: HOT updates (no index writes) when
--- no indexed column changes, e.g. every write to a permanent session
+-- no indexed column changes, i.e. every write but the first in each minute of expiry
 ALTER TABLE sessionspec.sessions SET (fillfactor = 90);
--- list/count by owner: ordered by id, expires_at readable from the index (index-only count)
-CREATE INDEX IF NOT EXISTS sessions_owner_idx
-    ON sessionspec.sessions (namespace, owner, id) INCLUDE (expires_at) WHERE owner IS NOT NULL;
--- purge (expires_at <= now) and count of all live sessions in a namespace (index-only)
-CREATE INDEX IF NOT EXISTS sessions_expiry_idx ON sessionspec.sessions (namespace, expires_at);
+-- (earlier releases indexed expires_at itself)
+DROP INDEX IF EXISTS sessionspec.sessions_owner_idx;
+DROP INDEX IF EXISTS sessionspec.sessions_expiry_idx;
+-- list by owner, in id order
+CREATE INDEX IF NOT EXISTS sessions_owner_id_idx
+    ON sessionspec.sessions (namespace, owner, id) WHERE owner IS NOT NULL;
+-- count by owner: index-only over the slots after the current one
+CREATE INDEX IF NOT EXISTS sessions_owner_slot_idx
+    ON sessionspec.sessions (namespace, owner, expiry_slot) WHERE owner IS NOT NULL;
+-- purge (slots up to the current one) and count of a whole namespace (index-only, as above)
+CREATE INDEX IF NOT EXISTS sessions_slot_idx ON sessionspec.sessions (namespace, expiry_slot);
 
 -- Appended items: one row per append call, so append costs O(items appended), not O(list).
 CREATE TABLE IF NOT EXISTS sessionspec.items (
@@ -72,6 +91,11 @@ CREATE TYPE sessionspec.outcome AS (
 CREATE OR REPLACE FUNCTION sessionspec.period(ttl double precision) RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT make_interval(secs => CASE WHEN ttl > 1e10 THEN 1e10 ELSE ttl END) $$;
+
+-- The slot of an expiry, as the column expiry_slot holds it (see the table).
+CREATE OR REPLACE FUNCTION sessionspec.expiry_slot(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT floor(extract(epoch FROM t - '1970-01-01 00:00:00+00'::timestamptz) / 60)::bigint $$;
 
 -- Why a conditional write matched no row: lock the row (FOR UPDATE) and classify it.
 -- status 0 means live, at the expected version, and now locked by this transaction; then the
@@ -272,8 +296,9 @@ BEGIN
     WITH gone AS (
         DELETE FROM sessionspec.sessions s
          WHERE s.ctid = ANY(ARRAY(SELECT e.ctid FROM sessionspec.sessions e
-                                   WHERE e.namespace = p_ns AND e.expires_at <= t
-                                   ORDER BY e.expires_at LIMIT p_limit))  -- ordered: walks the index
+                                   WHERE e.namespace = p_ns AND e.expiry_slot <= sessionspec.expiry_slot(t)
+                                     AND e.expires_at <= t  -- from the heap: only the current slot can fail it
+                                   ORDER BY e.expiry_slot LIMIT p_limit))  -- ordered: walks the index
            AND s.expires_at <= t  -- rechecked if a writer got there first (it then stays)
         RETURNING s.id, s.item_keys)
     SELECT count(*), array_agg(g.id) FILTER (WHERE cardinality(g.item_keys) > 0) INTO n, with_items FROM gone g;

@@ -51,12 +51,17 @@ SELECT s.id, {INFO} FROM sessionspec.sessions s
  WHERE s.namespace = $1 AND s.id > $2 AND {LIVE.format(now=NOW)}{{owner}}
  ORDER BY s.id LIMIT $3"""
 LIST_ALL, LIST_OWNER = LIST.format(owner=""), LIST.format(owner=" AND s.owner = $4")
-COUNT = f"SELECT count(*) FROM sessionspec.sessions s WHERE s.namespace = $1 AND {LIVE.format(now=NOW)}"
-COUNT_OWNER = COUNT + " AND s.owner = $2"
-# two ranges of (namespace, expires_at), both index-only: the work is O(live), never O(expired)
-COUNT_ALL = f"""
-SELECT (SELECT count(*) FROM sessionspec.sessions s WHERE s.namespace = $1 AND s.expires_at IS NULL)
-     + (SELECT count(*) FROM sessionspec.sessions s WHERE s.namespace = $1 AND s.expires_at > {NOW})"""
+# Counts read the (…, expiry_slot) indexes: permanent sessions and the slots after the current
+# one index-only; only the current slot's rows are checked against expires_at in the heap, so
+# the work is O(live), never O(expired). One instant for all three: statement_timestamp().
+_SLOT_NOW = "sessionspec.expiry_slot(statement_timestamp())"
+_COUNT = f"""
+SELECT (SELECT count(*) FROM sessionspec.sessions s WHERE {{where}} AND s.expiry_slot IS NULL)
+     + (SELECT count(*) FROM sessionspec.sessions s WHERE {{where}} AND s.expiry_slot > {_SLOT_NOW})
+     + (SELECT count(*) FROM sessionspec.sessions s WHERE {{where}} AND s.expiry_slot = {_SLOT_NOW}
+                                                     AND s.expires_at > statement_timestamp())"""
+COUNT_ALL = _COUNT.format(where="s.namespace = $1")
+COUNT_OWNER = _COUNT.format(where="s.namespace = $1 AND s.owner = $2")
 CREATE = "SELECT * FROM sessionspec.create_session($1, $2, $3, $4, $5)"
 SAVE = "SELECT * FROM sessionspec.save_session($1, $2, $3, $4, $5, $6)"
 APPLY = "SELECT * FROM sessionspec.apply_changes($1, $2, $3, $4, $5, $6)"
@@ -71,16 +76,17 @@ APPLY = "SELECT * FROM sessionspec.apply_changes($1, $2, $3, $4, $5, $6)"
 # clock_timestamp() costs a join); unlike now() it does not freeze inside a transaction.
 _APPLY_FAST = f"""
 UPDATE sessionspec.sessions s
-   SET state = {{state}} || $4::jsonb, version = nextval('sessionspec.versions'),
+   SET state = {{state}} || {{changes}}::jsonb, version = nextval('sessionspec.versions'),
        updated_at = statement_timestamp(), expires_at = statement_timestamp() + sessionspec.period(s.ttl)
  WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="statement_timestamp()")}
-   AND ($5::bigint IS NULL OR s.version = $5) AND cardinality(s.item_keys) = 0{{no_deletes}}
+   AND ({{expected}}::bigint IS NULL OR s.version = {{expected}}) AND cardinality(s.item_keys) = 0
 RETURNING {INFO}, s.state, NULL::jsonb AS tails"""
 # Deleting no keys still costs `state - '{}'` a copy of the document (measured: ~10% of the
-# statement's server time), so an apply without deletions sends the variant without it ($3 is
-# then unused but kept, so both take the same arguments).
-APPLY_FAST = _APPLY_FAST.format(state="(s.state - $3::text[])", no_deletes="")
-APPLY_FAST_SET = _APPLY_FAST.format(state="s.state", no_deletes=" AND cardinality($3::text[]) = 0")
+# statement's server time), so an apply without deletions sends the variant without it, and
+# without the text[] parameter: (namespace, id, changes, expected) instead of
+# (namespace, id, deleted, changes, expected).
+APPLY_FAST = _APPLY_FAST.format(state="(s.state - $3::text[])", changes="$4", expected="$5")
+APPLY_FAST_SET = _APPLY_FAST.format(state="s.state", changes="$3", expected="$4")
 APPEND = "SELECT * FROM sessionspec.append_items($1, $2, $3, $4, $5)"
 DELETE = "SELECT sessionspec.delete_session($1, $2)"
 PURGE = "SELECT sessionspec.purge_batch($1, $2)"

@@ -183,7 +183,7 @@ def test_expiry_follows_clock_timestamp_even_inside_a_long_transaction(url: str)
 
     async def scenario() -> None:
         async with opened(url) as store, store.pool.acquire() as conn:
-            text = sql.SCHEMA_SQL + sql.GET + sql.TOUCH + sql.LIST + sql.COUNT
+            text = sql.SCHEMA_SQL + sql.GET + sql.TOUCH + sql.LIST + sql.COUNT_ALL + sql.COUNT_OWNER + sql.APPLY_FAST
             for frozen in ("now()", "current_timestamp", "transaction_timestamp", "localtimestamp"):
                 assert frozen not in text.lower(), f"the store's SQL uses {frozen}, which freezes in a transaction"
             async with conn.transaction():
@@ -195,6 +195,47 @@ def test_expiry_follows_clock_timestamp_even_inside_a_long_transaction(url: str)
                     "TTL-4: get inside an old transaction still sees the expired session: expiry uses now()")
                 row = await conn.fetchrow(sql.APPLY, store.namespace, created.id, "{}", [], [], None)
                 assert row["status"] == 1, "LC-3: apply inside an old transaction wrote to an expired session"
+                assert await conn.fetchval(sql.COUNT_ALL, store.namespace) == 0, (
+                    "LS-2: count inside an old transaction still counts the expired session")
+
+    asyncio.run(scenario())
+
+
+def test_writes_to_a_live_session_are_hot_updates(url: str) -> None:
+    """Sliding expiry moves expires_at on every write; the indexes hold its minute (expiry_slot),
+    so all but the write that crosses into a new minute touch no index (a HOT update)."""
+
+    async def scenario() -> None:
+        async with opened(url) as store, store.pool.acquire() as conn:
+            session = await store.create({"n": 0}, owner="o", ttl=3600)
+            async with conn.transaction():  # pg_stat_xact_* counts this transaction's own updates
+                for i in range(50):
+                    await conn.fetchrow(sql.APPLY_FAST_SET, store.namespace, session.id, f'{{"n": {i}}}', None)
+                    await conn.fetchrow(sql.SAVE, store.namespace, session.id, f'{{"n": {i}}}', None, True, None)
+                    await conn.fetchrow(sql.TOUCH, store.namespace, session.id, True, None)
+                stats = await conn.fetchrow("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                                            "WHERE schemaname = 'sessionspec' AND relname = 'sessions'")
+            assert stats["n_tup_upd"] == 150
+            assert stats["n_tup_hot_upd"] >= 140, (
+                f"only {stats['n_tup_hot_upd']} of 150 writes to one live session were HOT updates: an index "
+                "holds a column every write changes (expires_at, updated_at, version)")
+
+    asyncio.run(scenario())
+
+
+def test_the_expiry_slot_column_and_function_agree(url: str) -> None:
+    """The column spells out the function's expression (for speed); counts compare one with the other."""
+
+    async def scenario() -> None:
+        async with opened(url) as store, store.pool.acquire() as conn:
+            for ttl in (None, 0.001, 0.3, 59.999, 60, 3600, 86400 * 365.25, 1e12):
+                await store.create({}, ttl=ttl)
+            rows = await conn.fetch("SELECT expires_at, expiry_slot, sessionspec.expiry_slot(expires_at) AS f, "
+                                    "floor(extract(epoch FROM expires_at) / 60)::bigint AS epoch "
+                                    "FROM sessionspec.sessions WHERE namespace = $1", store.namespace)
+            assert len(rows) == 8
+            for row in rows:
+                assert row["expiry_slot"] == row["f"] == row["epoch"], dict(row)
 
     asyncio.run(scenario())
 
