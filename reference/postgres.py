@@ -8,9 +8,14 @@ Design (the schema and write functions live in ``postgres_schema.sql``):
   ``pg_advisory_xact_lock``, and only when the hash recorded in ``sessionspec.meta`` differs
   from this release's SQL, so many stores starting at once never race on the catalog.
 * Indexes: the primary key serves get, writes and list paging by id; a partial index
-  ``(namespace, owner, id) INCLUDE (expires_at)`` serves per-owner list (in id order) and
-  count (index-only); ``(namespace, expires_at)`` serves purge and the namespace-wide count.
-  A per-owner query reads that owner's rows only, so it does not grow with the table.
+  ``(namespace, owner, id)`` serves per-owner list (in id order); ``(namespace, owner,
+  expiry_slot)`` and ``(namespace, expiry_slot)`` serve count (per owner and overall) and
+  purge. ``expiry_slot`` is the minute ``expires_at`` falls in (a stored generated column):
+  sliding expiry moves ``expires_at`` on every write, and an indexed column that changes
+  rules out a HOT update, so every write would add an entry to every index; the slot moves
+  once a minute. Slots after the current one are live and before it dead, index-only; only
+  the current minute's rows are checked against ``expires_at`` in the heap. A per-owner query
+  reads that owner's rows only, so it does not grow with the table.
 * Every write is one call of a PL/pgSQL function: one round trip, atomic (one implicit
   transaction), and not-found / version conflict / exists / not-a-list are told apart in
   that same call. One exception, for speed: ``apply`` first sends its fast path as a plain

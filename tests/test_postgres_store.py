@@ -242,9 +242,9 @@ def test_the_expiry_slot_column_and_function_agree(url: str) -> None:
 
 # ---------------------------------------------------------------- plans
 # Not here: count() of a whole namespace. When the namespace is most of the table (as in this
-# test), reading the heap is as cheap as the (namespace, expires_at) index and the planner may
+# test), reading the heap is as cheap as the (namespace, expiry_slot) index and the planner may
 # rightly choose it; in a shared table, or once autovacuum has set the visibility map, the
-# statement's two range conditions make it an index-only scan over live rows only.
+# statement's range conditions make it an index-only scan over live rows (and the current minute's).
 EXPLAINED = {
     "get": (sql.GET, ("x1",)),
     "touch": (sql.TOUCH, ("x1", True, None)),

@@ -32,8 +32,10 @@ while scanned < cap do
       local score = redis.call('ZSCORE', EXP, id)
       if not score or tonumber(score) <= stale then
         drop(id)
-        unindex(id)
-        if owner ~= '' then
+        if owner == '' then
+          unindex(id)
+        else -- out of this owner's (small) indexes only: the global ones, a ZREM in a set of every
+          -- session each, are left to the sweeps of create and purge_expired, which find it by EXP
           redis.call('ZREM', KEYS[1], id)
           redis.call('ZREM', oekey(owner), id)
         end
