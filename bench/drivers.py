@@ -128,16 +128,20 @@ async def _batches(keys: AsyncIterator[bytes], size: int = 500) -> AsyncIterator
 
 
 class RawPostgres:
-    """asyncpg statements on two throwaway tables, on a pool with the store's pool arguments."""
+    """asyncpg statements on throwaway tables (sessions, items, sessions with lz4), on a pool like the store's."""
 
     def __init__(self, pool: asyncpg.Pool, tag: str, settings: Mapping[str, Any]) -> None:
         self.pool = pool
         self.table = f"bench_raw_{tag}"
         self.items = f"bench_raw_items_{tag}"
+        self.lz4_table = f"bench_raw_lz4_{tag}"
+        self.lz4 = False
+        """Whether the server has lz4, and so the third table (state compressed with lz4, as the store's)."""
         self._settings = dict(settings)
         self._get = f"SELECT state FROM {self.table} WHERE id = $1"
         self._save = f"UPDATE {self.table} SET state = $2 WHERE id = $1"
         self._apply = f"UPDATE {self.table} SET state = state || $2::jsonb WHERE id = $1"
+        self._apply_lz4 = f"UPDATE {self.lz4_table} SET state = state || $2::jsonb WHERE id = $1"
         self._append = f"INSERT INTO {self.items} (id, key, items) VALUES ($1, $2, $3)"
 
     @classmethod
@@ -157,14 +161,21 @@ class RawPostgres:
             CREATE TABLE {raw.table} (id text COLLATE "C" PRIMARY KEY, state jsonb NOT NULL);
             CREATE TABLE {raw.items} (id text COLLATE "C" NOT NULL, key text COLLATE "C" NOT NULL,
                 seq bigint GENERATED ALWAYS AS IDENTITY, items jsonb NOT NULL, PRIMARY KEY (id, key, seq))""")
+        try:  # the judged raw table keeps the server's default compression; this one is for comparison
+            await raw.pool.execute(f"""CREATE TABLE {raw.lz4_table}
+                (id text COLLATE "C" PRIMARY KEY, state jsonb COMPRESSION lz4 NOT NULL)""")
+            raw.lz4 = True
+        except (asyncpg.FeatureNotSupportedError, asyncpg.PostgresSyntaxError):
+            pass
         return raw
 
     def settings(self) -> dict[str, Any]:
         return self._settings
 
     async def seed(self, states: Mapping[str, Mapping[str, Any]]) -> None:
-        await self.pool.executemany(f"INSERT INTO {self.table} VALUES ($1, $2)",
-                                    [(sid, dumps(state)) for sid, state in states.items()])
+        rows = [(sid, dumps(state)) for sid, state in states.items()]
+        for table in [self.table, *([self.lz4_table] if self.lz4 else [])]:
+            await self.pool.executemany(f"INSERT INTO {table} VALUES ($1, $2)", rows)
 
     async def get(self, sid: str) -> dict[str, Any]:
         state: dict[str, Any] = loads(await self.pool.fetchval(self._get, sid))
@@ -176,10 +187,13 @@ class RawPostgres:
     async def apply(self, sid: str, key: str, value: Any) -> None:
         await self.pool.execute(self._apply, sid, dumps({key: value}))
 
+    async def apply_lz4(self, sid: str, key: str, value: Any) -> None:
+        await self.pool.execute(self._apply_lz4, sid, dumps({key: value}))
+
     async def append(self, sid: str, key: str, item: Any) -> None:
         await self.pool.execute(self._append, sid, key, dumps([item]))
 
     async def aclose(self) -> None:
-        await self.pool.execute(f"DROP TABLE IF EXISTS {self.table}, {self.items}")
+        await self.pool.execute(f"DROP TABLE IF EXISTS {self.table}, {self.items}, {self.lz4_table}")
         await self.pool.close()
 

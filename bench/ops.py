@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends import Pair
+from drivers import RawPostgres
 from harness import Op, Sample, hammer, median, summary
 from payload import message, session_state
 
@@ -71,12 +72,14 @@ def comparisons(pair: Pair, ids: Sequence[str], chats: Sequence[str]) -> list[Co
         get_raws["HGETALL"] = lambda t, n: raw.get_hash(ids[t])  # type: ignore[union-attr]
         get_raws["GET, blocking pool"] = lambda t, n: raw.get_blocking(ids[t])  # type: ignore[union-attr]
     redis = pair.backend == "redis"
+    apply_raws: dict[str, Op] = {"HSET" if redis else "UPDATE state||": lambda t, n: raw.apply(ids[t], "counter", n)}
+    if isinstance(raw, RawPostgres) and raw.lz4:  # information: the store's column uses lz4, the judged table not
+        apply_raws["UPDATE state|| (lz4 table)"] = lambda t, n: raw.apply_lz4(ids[t], "counter", n)
     return [
         Comparison("get", lambda t, n: store.get(ids[t]), get_raws),
         Comparison("save", lambda t, n: store.save(ids[t], state),
                    {"SET" if redis else "UPDATE state": lambda t, n: raw.save(ids[t], state)}),
-        Comparison("apply", lambda t, n: store.apply(ids[t], {"counter": n}),
-                   {"HSET" if redis else "UPDATE state||": lambda t, n: raw.apply(ids[t], "counter", n)}),
+        Comparison("apply", lambda t, n: store.apply(ids[t], {"counter": n}), apply_raws),
         Comparison("append", lambda t, n: store.append(chats[t], "messages", [msg]),
                    {"RPUSH" if redis else "INSERT item": lambda t, n: raw.append(chats[t], "messages", msg)}),
     ]

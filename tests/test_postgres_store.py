@@ -240,6 +240,21 @@ def test_the_expiry_slot_column_and_function_agree(url: str) -> None:
     asyncio.run(scenario())
 
 
+def test_state_is_compressed_with_lz4_where_the_server_has_it(url: str) -> None:
+    async def scenario() -> None:
+        async with opened(url) as store, store.pool.acquire() as conn:
+            try:
+                await conn.execute("CREATE TEMP TABLE lz4_probe (x text COMPRESSION lz4)")
+            except (asyncpg.FeatureNotSupportedError, asyncpg.PostgresSyntaxError):
+                pytest.skip("this server has no lz4: the store keeps the default compression")
+            session = await store.create({"big": "x" * 10_000})
+            method = await conn.fetchval("SELECT pg_column_compression(state) FROM sessionspec.sessions "
+                                         "WHERE namespace = $1 AND id = $2", store.namespace, session.id)
+            assert method == "lz4"
+
+    asyncio.run(scenario())
+
+
 # ---------------------------------------------------------------- plans
 # Not here: count() of a whole namespace. When the namespace is most of the table (as in this
 # test), reading the heap is as cheap as the (namespace, expiry_slot) index and the planner may
