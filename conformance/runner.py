@@ -53,6 +53,11 @@ def run_suite(
         if keyword:
             args += ["-k", keyword]
         plugin._PENDING.append(state)
+        # Hypothesis ships a pytest plugin, so pytest marks all ~80 modules of its distribution
+        # for assertion rewriting: imported during the run (the stateful tests do), each would be
+        # parsed and rewritten on every run, never cached where PYTHONDONTWRITEBYTECODE is set (CI).
+        # Imported first, they are left alone (0.4 s of every check here); the suite is still rewritten.
+        import hypothesis.stateful  # noqa: F401
         sink = io.StringIO()
         try:
             with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
