@@ -20,7 +20,7 @@ from .targets import BACKEND_SCHEMES, Target, TargetError, TargetOptions
 __all__ = ["build_postgres_target", "db_timezone", "drop_namespace", "raw_ttl"]
 
 POOL_MAX_SIZE = 8
-"""Connections per store. CC tests queue 1000 tasks on it and `shared` runs 8 stores in 3 processes:
+"""Connections per store. CC tests queue 1000 tasks on it and `shared` runs 4 stores in 2 processes:
 on a small machine a few connections finish a burst sooner than 20 (measured: 1000 creates on 4
 fresh stores, p99 240 ms at 5 vs 550 ms at 20), as every new backend costs a fork and cold caches."""
 
