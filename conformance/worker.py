@@ -31,7 +31,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -241,8 +240,11 @@ class WorkerProcess:
                         return message[key]
                     if isinstance(message, dict) and "error" in message:
                         raise WorkerError(f"worker failed: {message['error']}")
+        with contextlib.suppress(subprocess.TimeoutExpired):  # stdout closed: it is exiting; say how
+            self.process.wait(5)
+        code, err = self.process.poll(), self._stderr()
         self.kill()
-        raise WorkerError(f"worker exited with {self.process.wait()} before {key!r}: {self._stderr()}")
+        raise WorkerError(f"worker exited with {code} before {key!r}: {err}")
 
     async def go(self) -> None:
         self._send(b"go")
@@ -288,27 +290,23 @@ class WorkerPool:
 
     def __init__(self) -> None:
         self._idle: dict[str, list[WorkerProcess]] = {}
-        self._lock = threading.Lock()
         atexit.register(self.close)
 
     def take(self, target: str) -> WorkerProcess | None:
-        with self._lock:
-            idle = self._idle.get(target, [])
-            while idle:
-                worker = idle.pop()
-                if worker.process.poll() is None:
-                    return worker
-                worker.kill()
+        idle = self._idle.get(target, [])
+        while idle:
+            worker = idle.pop()
+            if worker.process.poll() is None:
+                return worker
+            worker.kill()
         return None
 
     def give_back(self, worker: WorkerProcess) -> None:
-        with self._lock:
-            self._idle.setdefault(worker.target, []).append(worker)
+        self._idle.setdefault(worker.target, []).append(worker)
 
     def close(self) -> None:
-        with self._lock:
-            workers = [w for idle in self._idle.values() for w in idle]
-            self._idle.clear()
+        workers = [w for idle in self._idle.values() for w in idle]
+        self._idle.clear()
         for worker in workers:
             worker.kill()
 

@@ -61,3 +61,12 @@ def test_a_clean_worker_is_reused_and_a_failed_one_is_not() -> None:
         asyncio.run(scenario())
     finally:
         POOL.close()
+
+
+def test_a_worker_that_cannot_start_says_why() -> None:
+    async def scenario() -> None:
+        with pytest.raises(WorkerError, match=r"exited with 2 before 'ready'.*unusable target"):
+            await WorkerProcess.start("nosuch://x", "a", job("a", 1))
+
+    asyncio.run(scenario())
+    assert POOL.take("nosuch://x") is None
