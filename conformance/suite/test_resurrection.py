@@ -30,7 +30,7 @@ SESSIONS = 100
 WRITERS = 4
 TTL = 1.0
 """Whole seconds: a store that keeps only whole-second expiries (and honours TTL-1) holds it exactly."""
-OFFSETS = (-0.05, 0.15)
+OFFSETS = (-0.1, 0.1)
 """Expiry scenario: session j's writers fire at its expiry instant plus an offset spread over this range."""
 LONG = 3600.0
 
