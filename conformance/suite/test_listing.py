@@ -279,7 +279,7 @@ async def test_list_and_count_never_run_keys_or_scan(ctx: SuiteContext) -> None:
 
     owners = [f"owner{i}" for i in range(5)]
     await asyncio.gather(*(store.create({"i": i}, owner=owners[i % 5]) for i in range(50)))
-    clean, foreign_seen = 0, []
+    clean, foreign_seen = 0, list[str]()
     for _ in range(HY1_ATTEMPTS + HY1_RETRIES):
         quiet_start = await counts()
         await asyncio.sleep(HY1_QUIET)

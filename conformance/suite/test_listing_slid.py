@@ -49,18 +49,20 @@ Probe = Callable[[SessionStore, Slid], Awaitable[list[str]]]
 
 
 def _write(store: SessionStore, kind: str, id: str) -> Awaitable[object]:
-    return {
-        "save": lambda: store.save(id, {"kept": "save"}),
-        "touch": lambda: store.touch(id),
-        "apply": lambda: store.apply(id, {"kept": "apply"}),
-        "append": lambda: store.append(id, "log", ["kept"]),
-    }[kind]()
+    if kind == "save":
+        return store.save(id, {"kept": "save"})
+    if kind == "apply":
+        return store.apply(id, {"kept": "apply"})
+    if kind == "append":
+        return store.append(id, "log", ["kept"])
+    return store.touch(id)
 
 
 async def _slid_trial(store: SessionStore, ttl: float, kinds: tuple[str, ...], probe: Probe, clause_id: str) -> None:
     tag = f"{ttl:g}"
-    plan = [(kind, f"slide-{kind}-{tag}", n) for kind in kinds for n in range(2)]  # owned, by kind of write
-    plan += [(kind, None, 9) for kind in kinds]  # and one of no owner per kind
+    plan: list[tuple[str, str | None, int]] = [  # two owned sessions per kind of write, and one of no owner
+        (kind, owner, n) for kind in kinds for owner, n in ((f"slide-{kind}-{tag}", 0), (f"slide-{kind}-{tag}", 1),
+                                                              (None, 2))]
     made = await asyncio.gather(*(timed(store.create({"log": []}, owner=owner, ttl=ttl)) for _, owner, _ in plan))
     left = await asyncio.gather(*(timed(store.create({}, owner=f"slide-{kind}-{tag}", ttl=ttl)) for kind in kinds))
     created = Span.cover(span for _, span in made + left)
