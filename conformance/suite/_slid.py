@@ -1,5 +1,8 @@
 """LS-1, LS-2 after sliding expiry: a session kept alive by writes is still listed and counted.
 
+Run by the LS-1 and LS-2 tests of ``test_listing`` beside their own checks (the waits overlap),
+on a store of a namespace of its own, so neither disturbs the other's exact listings.
+
 The usual Redis design keeps a sorted set per owner scored by expiry; a store that scores it
 only on create drops a session from ``list`` and ``count`` once its *first* deadline passes,
 although every write since slid it (TTL-2). Each kind of write (save, touch; apply and
@@ -11,13 +14,13 @@ after the first deadline has certainly passed and before the slid one can have.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
 
-from sessionspec.conformance.clauses import clause
-from sessionspec.conformance.context import SuiteContext
+from sessionspec.conformance.context import SuiteContext, new_namespace
 from sessionspec.conformance.contract import SessionStore
 
 from ._timing import Span, dead_from, retrying, sleep_until, timed, within
@@ -81,8 +84,9 @@ async def _slid_trial(store: SessionStore, ttl: float, kinds: tuple[str, ...], p
     if problems:
         pytest.fail(
             f"{clause_id}: sessions kept alive by writes (each kind: {', '.join(kinds)}) past their first deadline "
-            f"(ttl {ttl:g} s) must still be listed and counted, by owner and in total; an index scored with the "
-            "expiry only on create (a sorted set written by create alone) drops them although they are live "
+            f"(ttl {ttl:g} s) must still be {'listed' if clause_id == 'LS-1' else 'counted'}, by owner and in "
+            "total; an index scored with the expiry only on create (a sorted set written by create alone) drops "
+            "them although they are live "
             "(TTL-2):" + bullets(problems), pytrace=False)
 
 
@@ -125,14 +129,23 @@ def _kinds(ctx: SuiteContext) -> tuple[str, ...]:
     return ("save", "touch", "apply", "append") if ctx.claims("atomic") else ("save", "touch")
 
 
-@clause("LS-1")
-async def test_sessions_kept_alive_by_writes_are_still_listed(ctx: SuiteContext) -> None:
+async def _kept_alive(ctx: SuiteContext, probe: Probe, clause_id: str) -> None:
+    namespace = new_namespace()
+    store = await ctx.another_store(namespace)
     kinds = _kinds(ctx)
-    await retrying("LS-1", lambda ttl: _slid_trial(ctx.store, ttl, kinds, _probe_list, "LS-1"), TTL)
+    try:
+        await retrying(clause_id, lambda ttl: _slid_trial(store, ttl, kinds, probe, clause_id), TTL)
+    finally:
+        if ctx.target.drop_namespace is not None:
+            with contextlib.suppress(Exception):
+                await ctx.target.drop_namespace(store, namespace)
 
 
-@clause("LS-2")
-async def test_sessions_kept_alive_by_writes_are_still_counted(ctx: SuiteContext) -> None:
-    kinds = _kinds(ctx)
-    await retrying("LS-2", lambda ttl: _slid_trial(ctx.store, ttl, kinds, _probe_count, "LS-2"), TTL)
+async def listed_after_sliding(ctx: SuiteContext) -> None:
+    """LS-1: sessions kept alive past their first deadline by each kind of write are listed, by owner and all."""
+    await _kept_alive(ctx, _probe_list, "LS-1")
 
+
+async def counted_after_sliding(ctx: SuiteContext) -> None:
+    """LS-2: the same sessions are counted, by owner and in total."""
+    await _kept_alive(ctx, _probe_count, "LS-2")
