@@ -60,6 +60,24 @@ def test_race_store_is_caught_on_its_clause_every_run(name: str, clause_id: str)
     assert caught == RUNS, f"{name}: {clause_id} caught it in only {caught} of {RUNS} runs ({verdicts})"
 
 
+SEQUENTIAL: dict[str, str] = {
+    "check_then_write_cas": "MG-2",
+    "create_exists_then_set": "LC-2",
+    "save_read_then_upsert": "LC-3",
+    "append_read_modify_write": "MG-5",
+    "apply_read_modify_write": "MG-1",
+}
+"""The clause that checks each race store's operation one call at a time: it must pass there."""
+
+
+@pytest.mark.parametrize(("name", "clause_id"), SEQUENTIAL.items(), ids=lambda v: str(v))
+def test_race_store_passes_the_sequential_clause_of_its_operation(name: str, clause_id: str) -> None:
+    """The bug needs the race: the same operation checked one call at a time holds."""
+    result = run_suite(BROKEN[name].target(), clauses=[clause_id], keyword=FOCUSED)
+    verdict = next(c for c in result.clauses if c.clause.id == clause_id)
+    assert verdict.verdict == "pass", f"{name} fails {clause_id} one call at a time: {verdict.reason}"
+
+
 def test_race_stores_are_correct_one_call_at_a_time() -> None:
     """The bugs need the race: sequential use of each store is what the contract says."""
 
