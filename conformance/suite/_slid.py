@@ -23,7 +23,7 @@ import pytest
 from sessionspec.conformance.context import SuiteContext, new_namespace
 from sessionspec.conformance.contract import SessionStore
 
-from ._timing import Span, dead_from, retrying, sleep_until, timed, within
+from ._timing import Span, dead_from, retrying, sleep_until, timed, within, write_while_live
 from ._values import bullets
 
 TTL = 1.0
@@ -70,8 +70,9 @@ async def _slid_trial(store: SessionStore, ttl: float, kinds: tuple[str, ...], p
     left = await asyncio.gather(*(timed(store.create({}, owner=f"slide-{kind}-{tag}", ttl=ttl)) for kind in kinds))
     created = Span.cover(span for _, span in made + left)
     await sleep_until(created.start + WRITE_AT * ttl)
-    wrote = await asyncio.gather(*(timed(_write(store, kind, session.id))
-                                   for (kind, _, _), (session, _) in zip(plan, made, strict=True)))
+    wrote = await asyncio.gather(*(write_while_live(clause_id, f"{kind} keeping a session alive",
+                                                    _write(store, kind, session.id), span, ttl)
+                                   for (kind, _, _), (session, span) in zip(plan, made, strict=True)))
     writes = Span.cover(span for _, span in wrote)
     within(clause_id, "the sliding writes", writes, created.start + ttl)
     live: dict[str | None, set[str]] = {}
