@@ -82,6 +82,7 @@ CLAUSES: Final[tuple[Clause, ...]] = (
     _c("CC-5", "core", "1000 sessions under mixed traffic stay isolated"),
     _c("CC-6", "atomic", "a concurrent history on one session is linearizable"),
     _c("CC-7", "atomic", "1000 concurrent appends: every item once, per-task order kept"),
+    _c("CC-8", "core", "writes racing a delete or an expiry never bring a session back"),
     # listing
     _c("LS-1", "listing", "list pages through live sessions exactly once; owner filter exact"),
     _c("LS-2", "listing", "count equals the number of live sessions"),

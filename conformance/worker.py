@@ -3,7 +3,9 @@
 A *task* is a list of steps run one after another; tasks run concurrently, task ``i`` on
 store instance ``i % instances``. A step is ``{"call": Call.to_json()}`` (optionally with
 ``"expect": "last"`` to use the version this task saw last as ``expected_version``, and
-``"timeout"`` seconds after which the outcome is recorded as unknown), or
+``"timeout"`` seconds after which the outcome is recorded as unknown, and ``"at"``, a
+``time.monotonic()`` instant not to start before: a schedule around a deadline, never a
+means of ordering calls, whose order the records' times tell), or
 ``{"increment": {"id", "key", "via"}}``: a read-modify-write with expected_version that
 retries on VersionConflict (CC-4: first attempts all at once, retries taking turns, see
 :func:`increment`). Every step's record is ``{"call", "invoke", "response", "output"}``
@@ -142,7 +144,9 @@ async def _step(store: SessionStore, step: dict[str, Any], last_version: int | N
         if step.get("expect") == "last":
             call = replace(call, expected_version=last_version)
         call_json, action = call.to_json(), perform(store, call)
-    timeout = step.get("timeout")
+    timeout, at = step.get("timeout"), step.get("at")
+    if at is not None:  # CLOCK_MONOTONIC is one clock for every process of the machine
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
     record: Record = {"call": call_json, "invoke": time.monotonic()}
     try:
         result = await (action if timeout is None else asyncio.wait_for(action, timeout))

@@ -152,6 +152,17 @@ SESSION_CASES = {
         (1, Call("save", "s", {"n": 2}, expected_version=17), session(18, {"n": 2}), 6, 7))),
     "touch must not change the version": (False, session_history(
         (0, Call("touch", "s"), {"id": "s", "owner": None, "version": 11, "ttl": None}, 2, 3))),
+    "a save that began after a delete returned brings the session back (CC-8)": (False, session_history(
+        (0, Call("delete", "s"), True, 2, 3),
+        (1, Call("save", "s", {"n": 1}), session(11, {"n": 1}), 4, 5))),
+    "a save overlapping the delete may land before it": (True, session_history(
+        (0, Call("delete", "s"), True, 2, 4),
+        (1, Call("save", "s", {"n": 1}), session(11, {"n": 1}), 1, 5),
+        (1, Call("get", "s"), None, 6, 7))),
+    "calls that all raised BackendUnavailable fit anything (so CC-6 requires answers)": (True, session_history(
+        (0, Call("save", "s", {"n": 1}, expected_version=10), {"error": "BackendUnavailable"}, 2, 3),
+        (1, Call("save", "s", {"n": 2}, expected_version=10), {"error": "BackendUnavailable"}, 2, 3),
+        (2, Call("get", "s"), {"error": "BackendUnavailable"}, 4, 5))),
     "an old incarnation's version reappears (ABA)": (False, session_history(
         (0, Call("delete", "s"), True, 2, 3),
         (0, Call("create", "s", {}, ttl=None), session(10, {}), 4, 5))),

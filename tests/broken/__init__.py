@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import concurrency, identity, lifecycle, listing, merge, state, ttl, versions
+from . import concurrency, identity, lifecycle, listing, merge, races, state, ttl, versions
 from ._case import REGISTRY, BrokenCase, backend_marks, broken
-from ._race import Rendezvous, rendezvous
+from ._race import Gap, Rendezvous, gap, rendezvous
 
-__all__ = ["BROKEN", "BrokenCase", "Rendezvous", "backend_marks", "broken", "rendezvous"]
+__all__ = ["BROKEN", "BrokenCase", "Gap", "Rendezvous", "backend_marks", "broken", "gap", "rendezvous"]
 
-_MODULES = (concurrency, identity, lifecycle, listing, merge, state, ttl, versions)
+_MODULES = (concurrency, identity, lifecycle, listing, merge, races, state, ttl, versions)
 
 BROKEN: dict[str, BrokenCase] = dict(sorted(REGISTRY.items()))
 """Every broken store by name (snake_case of its class)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-__all__ = ["Rendezvous", "rendezvous"]
+__all__ = ["Gap", "Rendezvous", "gap", "rendezvous"]
+
+PATIENCE = 64
+"""Loop turns a held operation waits for its partner before going on alone (sequential use)."""
 
 
 class Rendezvous:
@@ -18,7 +21,7 @@ class Rendezvous:
     This also models the network round trip every real store has between its calls.
     """
 
-    def __init__(self, patience: int = 64) -> None:
+    def __init__(self, patience: int = PATIENCE) -> None:
         self._patience = patience
         self._waiting: asyncio.Event | None = None
 
@@ -38,12 +41,47 @@ class Rendezvous:
             self._waiting = None
 
 
-_BY_STORE: weakref.WeakKeyDictionary[object, Rendezvous] = weakref.WeakKeyDictionary()
+class Gap:
+    """Holds an operation between its read and its write until another kind of operation has landed.
+
+    ``hold()`` waits (a bounded number of loop turns) for ``landed()``, which the racing
+    operation (a delete) calls once it has taken effect: the held write then acts on a read
+    that is no longer true. Alone, the holder proceeds after its patience, as with Rendezvous.
+    """
+
+    def __init__(self, patience: int = PATIENCE) -> None:
+        self._patience = patience
+        self._event = asyncio.Event()
+
+    async def hold(self) -> None:
+        self._event.clear()
+        for _ in range(self._patience):
+            if self._event.is_set():
+                return
+            await asyncio.sleep(0)
+
+    def landed(self) -> None:
+        self._event.set()
 
 
-def rendezvous(store: object) -> Rendezvous:
-    """The store's own Rendezvous (broken stores override one method, so no __init__ to put it in)."""
-    found = _BY_STORE.get(store)
-    if found is None:
-        found = _BY_STORE[store] = Rendezvous()
-    return found
+_BY_STORE: weakref.WeakKeyDictionary[object, dict[str | None, Rendezvous]] = weakref.WeakKeyDictionary()
+_GAPS: weakref.WeakKeyDictionary[object, dict[str, Gap]] = weakref.WeakKeyDictionary()
+
+
+def rendezvous(store: object, key: str | None = None) -> Rendezvous:
+    """The store's own Rendezvous (broken stores override one method, so no __init__ to put it in).
+
+    With ``key`` (a session id) only callers on that session pair up: a race between two
+    writers of one session, which is where a check-then-act bug shows."""
+    found = _BY_STORE.setdefault(store, {})
+    if key not in found:
+        found[key] = Rendezvous()
+    return found[key]
+
+
+def gap(store: object, key: str) -> Gap:
+    """The store's Gap for session ``key``."""
+    found = _GAPS.setdefault(store, {})
+    if key not in found:
+        found[key] = Gap()
+    return found[key]

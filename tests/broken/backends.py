@@ -2,7 +2,9 @@
 
 They catch what only a backend can get wrong: a silent answer during an outage (FL-1),
 KEYS behind count (HY-1), the app's naive clock against a database in another zone (HY-2),
-data and expiry written in two steps (HY-3), an index that still counts expired ids (LS-2).
+data and expiry written in two steps (HY-3), an index that still counts expired ids (LS-2),
+SCAN on some counts only (HY-1), and a CAS checked in Python with only the real round trip
+between check and write, no forced interleaving (CC-6).
 Importing this module needs the redis and asyncpg drivers; the tests skip without a server.
 """
 
@@ -15,7 +17,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sessionspec.conformance.clauses import get_clause
-from sessionspec.conformance.contract import KEEP, BackendUnavailable, Keep, Session, TtlArg
+from sessionspec.conformance.contract import (
+    KEEP,
+    BackendUnavailable,
+    Keep,
+    Session,
+    SessionNotFound,
+    TtlArg,
+    VersionConflict,
+)
 from sessionspec.conformance.targets import Target
 from sessionspec.conformance.validation import validate_id, validate_owner, validate_ttl
 from sessionspec.reference import postgres, postgres_sql
@@ -146,3 +156,33 @@ class PostgresGetOnAppClock(PostgresStore):
         now = datetime.now(UTC).replace(tzinfo=None)  # naive: the database takes it as its local time
         row = await self._run("fetchrow", _GET_ON_APP_CLOCK, self.namespace, sid, now)
         return None if row is None else postgres._session(sid, row)
+
+
+@broken_on("redis", "HY-1")
+class RedisCountSometimesScans(RedisStore):
+    """count() also walks the namespace with SCAN on every 10th call (an index "drift check"): right numbers,
+    most listings clean, some walking the whole keyspace."""
+
+    async def count(self, *, owner: str | None = None) -> int:
+        calls = vars(self)["_counted"] = vars(self).get("_counted", 0) + 1
+        if calls % 10 == 0:
+            pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "s:*"
+            walked = [key async for key in self.client.scan_iter(match=pattern, count=1000)]
+            vars(self)["_walked"] = len(walked)
+        return await super().count(owner=owner)
+
+
+@broken_on("redis", "CC-6")
+class RedisCasCheckedInPython(RedisStore):
+    """save() with expected_version GETs the session, compares the version in Python, then writes without it:
+    no forced interleaving here, only the real round trip between the check and the write."""
+
+    async def save(self, id: str, state: Mapping[str, Any], *, expected_version: int | None = None,
+                   ttl: TtlArg = KEEP) -> Session:
+        if expected_version is not None:
+            current = await self.get(id)
+            if current is None:
+                raise SessionNotFound(id)
+            if current.version != expected_version:
+                raise VersionConflict(id, expected_version, current.version)
+        return await super().save(id, state, ttl=ttl)

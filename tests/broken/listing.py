@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from typing import Any
 
-from sessionspec.conformance.contract import Page
+from sessionspec.conformance.contract import KEEP, Page, Session, TtlArg
 from sessionspec.conformance.validation import validate_cursor, validate_limit, validate_owner
 from sessionspec.reference.memory import MemoryStore
 
@@ -81,3 +82,32 @@ class LimitIgnored(MemoryStore):
     async def list(self, *, owner: str | None = None, limit: int = 100, cursor: str | None = None) -> Page:
         validate_limit(limit)
         return await super().list(owner=owner, limit=1000, cursor=cursor)
+
+
+@broken("LS-1", "LS-2")
+class IndexScoredOnCreate(MemoryStore):
+    """list() and count() read an owner index scored with the expiry only on create (ZADD in create alone):
+    a session that writes kept alive drops out of both once its first deadline passes."""
+
+    async def create(self, state: Mapping[str, Any] | None = None, *, id: str | None = None,
+                     owner: str | None = None, ttl: TtlArg = KEEP) -> Session:
+        session = await super().create(state, id=id, owner=owner, ttl=ttl)
+        index: dict[str, float] = vars(self).setdefault("_scores", {})
+        index[session.id] = float("inf") if session.expires_at is None else session.expires_at.timestamp()
+        return session
+
+    def _indexed(self, sid: str, now: float) -> bool:
+        return now < vars(self).get("_scores", {}).get(sid, float("inf"))
+
+    async def list(self, *, owner: str | None = None, limit: int = 100, cursor: str | None = None) -> Page:
+        own, now = validate_owner(owner), self._clock()
+        page = await super().list(owner=own, limit=1000, cursor=cursor)  # then filtered by the stale score
+        size = validate_limit(limit)
+        kept = [info for info in page.items if self._indexed(info.id, now)]
+        more = len(kept) > size or page.next_cursor is not None
+        return Page(kept[:size], kept[:size][-1].id if more and kept[:size] else None)
+
+    async def count(self, *, owner: str | None = None) -> int:
+        own, now = validate_owner(owner), self._clock()
+        return sum(1 for sid, r in self._records.items()
+                   if r.live(now) and (own is None or r.owner == own) and self._indexed(sid, now))
