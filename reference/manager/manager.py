@@ -72,6 +72,11 @@ class SweepReport:
 class SessionManager:
     """``async with SessionManager(store, idle_timeout=1800) as mgr:`` — see docs/manager.md."""
 
+    branches_class: type[Any] | None = None
+    """What :meth:`branches` builds (None: :class:`.branches.Branches`); a seam for subclasses."""
+    chats_class: type[Any] | None = None
+    """What :meth:`chats` builds (None: :class:`.chats.Chats`)."""
+
     def __init__(
         self,
         store: SessionStore,
@@ -341,13 +346,13 @@ class SessionManager:
         """``async with mgr.branches(id, n) as branches:`` — see :mod:`.branches`."""
         from .branches import Branches
 
-        return Branches(self, id, n, strategy or self.merge_strategy)
+        return (self.branches_class or Branches)(self, id, n, strategy or self.merge_strategy)
 
     def chats(self, id: str) -> Any:
         """Chats within session ``id`` — see :mod:`.chats`."""
         from .chats import Chats
 
-        return Chats(self, id)
+        return (self.chats_class or Chats)(self, id)
 
     def scoped(self, id: str, *, owner: str | None = None) -> Any:
         """app:/user:/temp: scoped state for one invocation on session ``id`` — see :mod:`.scopes`."""
