@@ -324,9 +324,12 @@ class SessionManager:
 
     async def delete(self, id: str) -> bool:
         """Delete; the expiry callbacks run with reason "deleted" (once) if it was live."""
+        return await self._delete(id, release_slot=True)
+
+    async def _delete(self, id: str, *, release_slot: bool) -> bool:
         self._check_open()
         owner = None
-        if self.max_active_sessions is not None:
+        if release_slot and self.max_active_sessions is not None:
             current = await self.store.get(id)
             owner = current.owner if current is not None else None
         deleted = await self.store.delete(id)
