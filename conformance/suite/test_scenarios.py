@@ -18,7 +18,6 @@ from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.manager_support import manager_for
 from sessionspec.reference.manager import (
-    AsyncConversationStore,
     LimitExceeded,
     ManagerClosed,
     SessionManager,
@@ -99,7 +98,7 @@ async def test_chat_app_sessions_expire_idle_release_their_clients_and_shut_down
 @clause("SC-2")
 async def test_conversation_store_with_hour_ttl_extend_ttl_and_listing(ctx: SuiteContext) -> None:
     async with manager_for(ctx, idle_timeout=HOUR) as mgr:
-        conversations = AsyncConversationStore(mgr)
+        conversations = mgr.conversations()
         ids = [await conversations.create_new_session_id() for _ in range(150)]
         for i, id in enumerate(ids[:3]):
             await conversations.save_state(id, {"messages": [f"m{i}"]})

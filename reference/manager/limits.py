@@ -62,7 +62,7 @@ async def create_within_limit(mgr: SessionManager, data: dict[str, Any], *, owne
             sid = id or new_session_id()
             evicted = await _reserve(mgr, rid, sid, owner, limit)
             for victim in evicted:
-                if await mgr._delete(victim, release_slot=False):  # its slot is gone already
+                if await mgr._delete(victim, free_slot=False):  # its slot is gone already
                     await mgr.events.emit("evicted", id=victim, owner=owner)
             try:
                 created = await mgr._create(data, id=sid, owner=owner)

@@ -76,6 +76,8 @@ class SessionManager:
     """What :meth:`branches` builds (None: :class:`.branches.Branches`); a seam for subclasses."""
     chats_class: type[Any] | None = None
     """What :meth:`chats` builds (None: :class:`.chats.Chats`)."""
+    conversations_class: type[Any] | None = None
+    """What :meth:`conversations` builds (None: :class:`.facade.AsyncConversationStore`)."""
 
     def __init__(
         self,
@@ -324,12 +326,12 @@ class SessionManager:
 
     async def delete(self, id: str) -> bool:
         """Delete; the expiry callbacks run with reason "deleted" (once) if it was live."""
-        return await self._delete(id, release_slot=True)
+        return await self._delete(id, free_slot=True)
 
-    async def _delete(self, id: str, *, release_slot: bool) -> bool:
+    async def _delete(self, id: str, *, free_slot: bool) -> bool:
         self._check_open()
         owner = None
-        if release_slot and self.max_active_sessions is not None:
+        if free_slot and self.max_active_sessions is not None:
             current = await self.store.get(id)
             owner = current.owner if current is not None else None
         deleted = await self.store.delete(id)
@@ -356,6 +358,12 @@ class SessionManager:
         from .chats import Chats
 
         return (self.chats_class or Chats)(self, id)
+
+    def conversations(self) -> Any:
+        """The ``ConversationStore`` facade over this manager — see :mod:`.facade`."""
+        from .facade import AsyncConversationStore
+
+        return (self.conversations_class or AsyncConversationStore)(self)
 
     def scoped(self, id: str, *, owner: str | None = None) -> Any:
         """app:/user:/temp: scoped state for one invocation on session ``id`` — see :mod:`.scopes`."""
