@@ -28,7 +28,7 @@ from ._timing import dead_from, sleep_until, timed
 N = 1000
 TOPOLOGIES = ("one-manager", "two-managers")
 TTL = 3600.0
-SHORT = 0.4
+SHORT = 0.3
 
 
 async def managers(ctx: SuiteContext, topology: str, **options: Any) -> list[SessionManager]:

@@ -1,7 +1,7 @@
 """SC-1..SC-5: the workflows applications run on a session store, end to end through the SessionManager.
 
 Each scenario is one real application shape from the issue tracker of an agent or chat
-framework, scaled down in time (a 30-minute idle timeout becomes 0.4 s; verdicts come from
+framework, scaled down in time (a 30-minute idle timeout becomes 0.3 s; verdicts come from
 measured spans, see ``_timing``) and run on the store under test.
 """
 
@@ -25,7 +25,7 @@ from sessionspec.reference.manager import (
 
 from ._timing import Span, dead_from, sleep_until, timed
 
-IDLE = 0.4
+IDLE = 0.3
 HOUR = 3600.0
 
 
