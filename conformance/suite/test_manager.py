@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,6 +22,8 @@ from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import Session
 from sessionspec.conformance.manager_support import manager_for
+from sessionspec.conformance.manager_worker import ManagerProcess
+from sessionspec.conformance.results import NOT_APPLICABLE
 from sessionspec.reference.manager import LimitExceeded, MergeConflict, SessionManager, key_id
 from sessionspec.reference.manager.keys import KeyPart
 
@@ -27,6 +31,7 @@ from ._timing import dead_from, sleep_until, timed
 
 N = 1000
 TOPOLOGIES = ("one-manager", "two-managers")
+PROCESS_TOPOLOGIES = (*TOPOLOGIES, "two-processes")
 TTL = 3600.0
 SHORT = 0.3
 
@@ -37,6 +42,28 @@ async def managers(ctx: SuiteContext, topology: str, **options: Any) -> list[Ses
         return [manager_for(ctx, **options)]
     ctx.require("shared", "two managers over two store instances of one backend")
     return [manager_for(ctx, **options), manager_for(ctx, await ctx.another_store(), **options)]
+
+
+async def across_processes(ctx: SuiteContext, job: dict[str, Any], here: SessionManager,
+                           calls: Callable[[SessionManager, int], Awaitable[Session]]) -> tuple[list[Any], int]:
+    """Half the calls in a manager process (manager_worker), half here, released together.
+
+    Returns every call's outcome (a Session-like dict or Session, or an exception) and the
+    ``created`` count summed over both managers."""
+    ctx.require("shared", "a second process with its own manager and store instance")
+    spec = ctx.target.process_spec
+    if spec is None:
+        pytest.skip(f"{NOT_APPLICABLE}: the target names no process_spec, so no other process can reach its data")
+    half = N // 2
+    worker = await ManagerProcess.start(spec, {**job, "namespace": ctx.namespace, "count": N - half})
+    try:
+        worker.go()
+        mine, theirs = await asyncio.gather(
+            asyncio.gather(*(calls(here, i) for i in range(half)), return_exceptions=True), worker.results())
+    finally:
+        worker.kill()
+    remote = [RuntimeError(r["error"]) if "error" in r else r for r in theirs["results"]]
+    return [*mine, *remote], here.counters["created"] + int(theirs["counters"]["created"])
 
 
 def failures(results: list[Any], allowed: tuple[type[BaseException], ...] = ()) -> Counter[str]:
@@ -142,32 +169,48 @@ async def test_a_merge_that_races_another_writer_keeps_both_sides(ctx: SuiteCont
 
 
 # -- MG-6: get_or_create ------------------------------------------------------------------------------
+def outcome(result: Any) -> tuple[str, dict[str, Any]] | None:
+    """(id, state) of a successful call, here (a Session) or in the manager process (a dict)."""
+    if isinstance(result, Session):
+        return result.id, result.state
+    if isinstance(result, dict) and "id" in result:
+        return result["id"], result["state"]
+    return None
+
+
 @clause("MG-6")
-@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("topology", PROCESS_TOPOLOGIES)
 async def test_concurrent_get_or_create_of_one_key_makes_one_session(ctx: SuiteContext, topology: str) -> None:
-    mgrs = await managers(ctx, topology, idle_timeout=TTL)
     key = ("user:1", "chat:1", "openai")
-    try:
-        results = await asyncio.gather(*(mgrs[i % len(mgrs)].get_or_create(key, {"task": i}) for i in range(N)),
-                                       return_exceptions=True)
-    finally:
-        for mgr in mgrs:
-            await mgr.aclose()
+    if topology == "two-processes":
+        async with manager_for(ctx, idle_timeout=TTL) as here:
+            results, created = await across_processes(
+                ctx, {"op": "get_or_create", "key": list(key), "options": {"idle_timeout": TTL}}, here,
+                lambda mgr, i: mgr.get_or_create(key, {"task": i}))
+        instances = 2
+    else:
+        mgrs = await managers(ctx, topology, idle_timeout=TTL)
+        try:
+            results = await asyncio.gather(*(mgrs[i % len(mgrs)].get_or_create(key, {"task": i}) for i in range(N)),
+                                           return_exceptions=True)
+        finally:
+            for mgr in mgrs:
+                await mgr.aclose()
+        created, instances = sum(m.counters["created"] for m in mgrs), len(mgrs)
     failed = failures(results)
     assert not failed, (
         f"MG-6: of {N} concurrent get_or_create calls for one key, {sum(failed.values())} failed: {dict(failed)}. "
         "Losing the create race (SessionExists) means another caller created it: read and return that session."
     )
-    sessions = [r for r in results if isinstance(r, Session)]
-    ids = Counter(r.id for r in sessions)
-    created = sum(m.counters["created"] for m in mgrs)
+    got = [o for o in map(outcome, results) if o is not None]
+    ids = Counter(id for id, _ in got)
     assert len(ids) == 1 and created == 1, (
-        f"MG-6: {N} concurrent get_or_create calls for one key over {len(mgrs)} manager(s) returned {len(ids)} "
-        f"distinct sessions and created {created}; exactly one must be created and every caller get it. Derive "
-        "the id from the key and let the store's create-if-absent pick the winner (never get-then-create)."
+        f"MG-6: {N} concurrent get_or_create calls for one key over {instances} manager(s) ({topology}) returned "
+        f"{len(ids)} distinct sessions and created {created}; exactly one must be created and every caller get it. "
+        "Derive the id from the key and let the store's create-if-absent pick the winner (never get-then-create)."
     )
     winner = await ctx.store.get(next(iter(ids)))
-    states = {r.state["task"] for r in sessions}
+    states = {json.dumps(state, sort_keys=True) for _, state in got}
     assert winner is not None and len(states) == 1, (
         f"MG-6: callers saw {len(states)} different initial states; the one created session's state must be what "
         "everyone gets."
@@ -191,30 +234,35 @@ async def test_composite_keys_are_data_not_joined_strings(ctx: SuiteContext) -> 
 
 # -- MG-7: update ----------------------------------------------------------------------------------
 @clause("MG-7")
-@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("topology", PROCESS_TOPOLOGIES)
 async def test_concurrent_updates_reach_the_exact_total(ctx: SuiteContext, topology: str) -> None:
-    mgrs = await managers(ctx, topology, idle_timeout=TTL)
-    session = await mgrs[0].create({"n": 0, "seen": []})
-
     def increment(state: dict[str, Any]) -> dict[str, Any]:
         return {**state, "n": state["n"] + 1}
 
-    try:
-        results = await asyncio.gather(*(mgrs[i % len(mgrs)].update(session.id, increment) for i in range(N)),
-                                       return_exceptions=True)
-    finally:
-        for mgr in mgrs:
-            await mgr.aclose()
+    if topology == "two-processes":
+        async with manager_for(ctx, idle_timeout=TTL) as here:
+            session = await here.create({"n": 0})
+            results, _ = await across_processes(ctx, {"op": "update", "id": session.id}, here,
+                                                lambda mgr, i: mgr.update(session.id, increment))
+    else:
+        mgrs = await managers(ctx, topology, idle_timeout=TTL)
+        session = await mgrs[0].create({"n": 0})
+        try:
+            results = await asyncio.gather(*(mgrs[i % len(mgrs)].update(session.id, increment) for i in range(N)),
+                                           return_exceptions=True)
+        finally:
+            for mgr in mgrs:
+                await mgr.aclose()
     failed = failures(results)
     assert not failed, f"MG-7: {sum(failed.values())} of {N} concurrent updates failed: {dict(failed)}."
     got = await ctx.store.get(session.id)
     n = got.state.get("n") if got else None
-    values = Counter(r.state["n"] for r in results if isinstance(r, Session))
+    values = Counter(o[1]["n"] for o in map(outcome, results) if o is not None)
     twice = sorted(v for v, c in values.items() if c > 1)
     assert n == N and not twice, (
-        f"MG-7: after {N} concurrent update(+1) calls n is {n!r}, and {len(twice)} values were returned by more than "
-        f"one call (e.g. {twice[:5]}): lost updates. update() must write with expected_version and retry on "
-        "VersionConflict (re-reading and re-applying fn), never read-modify-write without the version check."
+        f"MG-7 ({topology}): after {N} concurrent update(+1) calls n is {n!r}, and {len(twice)} values were returned "
+        f"by more than one call (e.g. {twice[:5]}): lost updates. update() must write with expected_version and retry "
+        "on VersionConflict (re-reading and re-applying fn), never read-modify-write without the version check."
     )
 
 
