@@ -24,7 +24,14 @@ from sessionspec.conformance.contract import Session
 from sessionspec.conformance.manager_support import manager_for
 from sessionspec.conformance.manager_worker import ManagerProcess
 from sessionspec.conformance.results import NOT_APPLICABLE
-from sessionspec.reference.manager import LimitExceeded, MergeConflict, SessionManager, key_id
+from sessionspec.reference.manager import (
+    LeaseLost,
+    LimitExceeded,
+    LockTimeout,
+    MergeConflict,
+    SessionManager,
+    key_id,
+)
 from sessionspec.reference.manager.keys import KeyPart
 
 from ._timing import dead_from, sleep_until, timed
@@ -392,3 +399,76 @@ async def test_expiry_callbacks_run_once_per_ended_session_per_manager(ctx: Suit
         f"MG-11: resources attached to the sessions were closed {dict(closed)} times; each exactly once, when its "
         "session ended."
     )
+
+
+# -- MG-12: scoped state -------------------------------------------------------------------------------
+@clause("MG-12")
+async def test_scoped_state_routes_each_prefix_to_its_scope(ctx: SuiteContext) -> None:
+    async with manager_for(ctx, idle_timeout=TTL, app="mg12") as mgr:
+        one, two = await mgr.create({}, owner="ann"), await mgr.create({}, owner="ann")
+        other = await mgr.create({}, owner="bob")
+        turn = mgr.scoped(one.id)
+        await turn.write({"own": 1, "app:theme": "dark", "user:lang": "fr", "temp:scratch": "x"})
+        views = {"same invocation": (await turn.read(), {"own": 1, "app:theme": "dark", "user:lang": "fr",
+                                                          "temp:scratch": "x"}),
+                 "the owner's other session": (await mgr.scoped(two.id).read(), {"app:theme": "dark",
+                                                                                 "user:lang": "fr"}),
+                 "another owner's session": (await mgr.scoped(other.id).read(), {"app:theme": "dark"})}
+        for where, (got, want) in views.items():
+            assert got == want, (
+                f"MG-12: the scoped read of {where} is {got!r}; expected {want!r}. app: keys are shared by every "
+                "session of the app, user: keys by every session of one owner, temp: keys only by this invocation."
+            )
+        stored = await ctx.store.get(one.id)
+        leaked = [k for k in (stored.state if stored else {}) if k.startswith(("temp", "app:", "user:"))]
+        assert stored is not None and not leaked, (
+            f"MG-12: the session itself stores {leaked}; scoped keys live in their scope, and temp: keys are never "
+            "persisted."
+        )
+        writers = [mgr.scoped(one.id if i % 2 else two.id) for i in range(200)]
+        await asyncio.gather(*(w.write({f"user:k{i}": i}) for i, w in enumerate(writers)),
+                             *(w.update("app", lambda s: {**s, "hits": s.get("hits", 0) + 1}) for w in writers))
+        merged = await mgr.scoped(two.id).read()
+        lost = [i for i in range(200) if merged.get(f"user:k{i}") != i]
+        assert not lost and merged.get("app:hits") == 200, (
+            f"MG-12: after 200 concurrent writers, {len(lost)} user: keys are missing and app:hits is "
+            f"{merged.get('app:hits')!r} (expected 200): writes to one scope must not lose each other (the store's "
+            "apply per key; a CAS update for read-modify-writes)."
+        )
+
+
+# -- MG-13: leases and fencing tokens ---------------------------------------------------------------------
+@clause("MG-13")
+async def test_a_lease_excludes_others_and_fences_a_holder_that_outlived_it(ctx: SuiteContext) -> None:
+    lease = 0.3
+    first, second = manager_for(ctx), manager_for(ctx)
+    async with first, second:
+        session = await first.create({"runs": 0})
+        stale = first.lock(session.id, lease=lease)
+        _, taken = await timed(stale.__aenter__())
+        try:
+            async with second.lock(session.id, lease=lease, timeout=0.05):
+                pytest.fail("MG-13: a second manager took a lease that another holds and that has not expired.",
+                            pytrace=False)
+        except LockTimeout:
+            pass
+        await sleep_until(dead_from(taken, lease))
+        async with second.lock(session.id, lease=30) as fresh:
+            await fresh.update(lambda s: {**s, "runs": s["runs"] + 1})
+            try:
+                await stale.update(lambda s: {**s, "runs": s["runs"] + 100})
+            except LeaseLost:
+                pass
+            else:
+                pytest.fail("MG-13: a holder whose lease expired and was taken over still wrote; its fencing token "
+                            "is stale, so its next write must raise LeaseLost.", pytrace=False)
+            assert fresh.token is not None and stale.token is not None and fresh.token > stale.token, (
+                f"MG-13: fencing tokens went {stale.token} -> {fresh.token}; each new holder's must be greater."
+            )
+        await stale.release()
+        got = await ctx.store.get(session.id)
+        runs = (got.state if got else {}).get("runs")
+        assert runs == 1, f"MG-13: the guarded session has runs={runs!r}; only the current holder's write may land."
+        again = first.lock(session.id, lease=30, timeout=5)
+        await again.__aenter__()  # released: free again
+        await again.release()

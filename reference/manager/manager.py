@@ -78,6 +78,10 @@ class SessionManager:
     """What :meth:`chats` builds (None: :class:`.chats.Chats`)."""
     conversations_class: type[Any] | None = None
     """What :meth:`conversations` builds (None: :class:`.facade.AsyncConversationStore`)."""
+    scoped_class: type[Any] | None = None
+    """What :meth:`scoped` builds (None: :class:`.scopes.ScopedState`)."""
+    lock_class: type[Any] | None = None
+    """What :meth:`lock` builds (None: :class:`.lease.Lock`)."""
 
     def __init__(
         self,
@@ -369,13 +373,13 @@ class SessionManager:
         """app:/user:/temp: scoped state for one invocation on session ``id`` — see :mod:`.scopes`."""
         from .scopes import ScopedState
 
-        return ScopedState(self, id, owner=owner)
+        return (self.scoped_class or ScopedState)(self, id, owner=owner)
 
     def lock(self, id: str, *, lease: float | None = None, timeout: float = 10.0) -> Any:
         """In-process lock (``lease=None``) or a store-backed lease with a fencing token — see :mod:`.lease`."""
         from .lease import Lock
 
-        return Lock(self, id, lease=lease, timeout=timeout)
+        return (self.lock_class or Lock)(self, id, lease=lease, timeout=timeout)
 
     # -- expiry ---------------------------------------------------------------------------------
     async def sweep(self) -> SweepReport:

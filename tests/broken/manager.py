@@ -26,9 +26,11 @@ from sessionspec.reference.manager.chats import CHATS, ChatInfo, Chats
 from sessionspec.reference.manager.errors import ChatNotFound, LimitExceeded
 from sessionspec.reference.manager.facade import AsyncConversationStore
 from sessionspec.reference.manager.keys import KeyPart, key_id
+from sessionspec.reference.manager.lease import Lock
 from sessionspec.reference.manager.lifecycle import Tracked
 from sessionspec.reference.manager.merge import MergeResult, changes
 from sessionspec.reference.manager.meta import META_KEY, user_view
+from sessionspec.reference.manager.scopes import ScopedState
 from sessionspec.reference.memory import MemoryStore, clone_json
 
 from ._race import rendezvous
@@ -248,6 +250,35 @@ class ListingFirstPageOnly(SessionManager):
 
     conversations_class = _FirstPageOnly
 
+
+
+# -- MG-12: temp keys stored ------------------------------------------------------------------------------------
+class _TempStoredScopes(ScopedState):
+    async def write(self, changes: Mapping[str, Any]) -> None:
+        temp = {k: v for k, v in changes.items() if k.startswith("temp:")}
+        await super().write({k: v for k, v in changes.items() if k not in temp})
+        if temp:
+            await self.mgr.apply(self.id, temp)  # persisted with the session: it outlives the invocation
+
+
+@broken_manager("MG-12")
+class TempKeysStored(SessionManager):
+    """Scoped writes store temp: keys in the session, where they outlive the invocation."""
+
+    scoped_class = _TempStoredScopes
+
+
+# -- MG-13: a lease without fencing ----------------------------------------------------------------------------
+class _UnfencedLock(Lock):
+    async def update(self, fn: Any) -> Session:
+        return await self.mgr.update(self.id, fn)  # never compares the token
+
+
+@broken_manager("MG-13")
+class LeaseWithoutFencing(SessionManager):
+    """A lease holder's writes never check the fencing token: a holder that outlived its lease still writes."""
+
+    lock_class = _UnfencedLock
 
 
 def __getattr__(name: str) -> Any:
