@@ -106,3 +106,20 @@ def test_targets_without_the_hook_get_the_reference_manager() -> None:
     from sessionspec.conformance.manager_support import HOOK
 
     assert getattr(CONTROL.factory, HOOK, None) is None and SessionManager is not None
+
+
+class CoreOnlyStore(MemoryStore):
+    """A correct store that claims only `core`."""
+
+    capabilities = frozenset({"core"})
+
+
+def test_a_store_claiming_only_core_passes_the_core_manager_clauses_and_skips_the_rest() -> None:
+    target = Target(spec="core-only", description="MemoryStore claiming only core",
+                    factory=lambda namespace: CoreOnlyStore())
+    manager_clauses = [c.id for c in CLAUSES if c.status == "active" and (c.family == "SC" or (
+        c.family == "MG" and c.id not in ("MG-1", "MG-2", "MG-5")))]
+    verdicts = _by_clause(run_suite(target, clauses=manager_clauses))
+    wrong = {cid: (verdicts[cid].verdict, verdicts[cid].reason) for cid in manager_clauses
+             if verdicts[cid].verdict != ("pass" if verdicts[cid].clause.capability == "core" else "skip")}
+    assert not wrong, f"on a core-only store, core clauses must pass and the others skip: {wrong}"

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sessionspec.conformance.contract import SessionExists, SessionNotFound, SessionStore
 
 from .manager import SessionManager
+from .meta import META_KEY, check_user_state
 
 __all__ = ["AsyncConversationStore", "ConversationStore"]
 
@@ -38,9 +39,18 @@ class AsyncConversationStore:
 
     async def save_state(self, session_id: str, state: Mapping[str, Any]) -> None:
         """Replace the state, creating the session under this id if it is not live."""
+        atomic = "atomic" in self.manager.store.capabilities
         for _ in range(10):
             try:
-                await self.manager.update(session_id, lambda _old: dict(state))
+                if atomic:
+                    await self.manager.update(session_id, lambda _old: dict(state))
+                else:  # a whole-state replace needs no version check; keep the manager's own key
+                    current = await self.manager.store.get(session_id)
+                    if current is None:
+                        raise SessionNotFound(session_id)
+                    check_user_state(state)
+                    meta = current.state.get(META_KEY)
+                    await self.manager.store.save(session_id, {**state, **({META_KEY: meta} if meta else {})})
                 return
             except SessionNotFound:
                 try:
