@@ -189,7 +189,7 @@ async def sweep_part(backend: str, url: str | None, sizes: list[int], budget: fl
 async def _drop(backend: str, store: Any, namespace: str) -> None:
     try:
         if backend == "postgres":
-            await store.pool.execute("DELETE FROM sessionspec.sessions WHERE namespace = $1", namespace)
+            await store.pool.execute("DELETE FROM sessionspec.sessions WHERE namespace = $1", namespace, timeout=600)
         elif backend == "redis":
             keys = [k async for k in store.client.scan_iter(match="{" + namespace + "}:*", count=10_000)]
             for i in range(0, len(keys), 10_000):
