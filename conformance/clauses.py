@@ -71,9 +71,25 @@ CLAUSES: Final[tuple[Clause, ...]] = (
     # merge semantics
     _c("MG-1", "atomic", "apply sets and deletes top-level keys, all or nothing"),
     _c("MG-2", "atomic", "a stale expected_version raises VersionConflict; nothing changes"),
-    _c("MG-3", "atomic", "parallel branches merge their own changes, in branch order", "planned"),
-    _c("MG-4", "atomic", "a racing merge commit retries and loses nothing", "planned"),
+    _c("MG-3", "atomic", "parallel branches merge their own changes, in branch order"),
+    _c("MG-4", "atomic", "a racing merge commit retries and loses nothing"),
     _c("MG-5", "atomic", "append extends a list atomically; a non-list raises InvalidState"),
+    # the reference SessionManager on the store (conformance/manager_support.py)
+    _c("MG-6", "core", "get_or_create by composite key: one session for 1000 concurrent callers"),
+    _c("MG-7", "atomic", "manager update: 1000 concurrent increments end at exactly 1000"),
+    _c("MG-8", "atomic", "per-owner limit: exactly max_active_sessions under 1000 concurrent creates"),
+    _c("MG-9", "atomic", "chats: one active chat after concurrent switches; histories lose nothing"),
+    _c("MG-10", "core", "the absolute lifetime ends a session however active it is"),
+    _c("MG-11", "core", "expiry callbacks run once per ended session per manager instance"),
+    _c("MG-12", "atomic", "scoped state: app:/user: shared across sessions, temp: never stored"),
+    _c("MG-13", "atomic", "a lease's fencing token stops a holder that outlived its lease"),
+    _c("MG-14", "listing", "a sweep costs O(expired), not O(stored) (measured by bench/manager.py)", "planned"),
+    # scenarios: the workflows applications run on a store, through the manager
+    _c("SC-1", "core", "chat app: keyed sessions, idle expiry, cleanup loop, resources, shutdown"),
+    _c("SC-2", "listing", "conversation store: 1-hour TTL, extend_ttl, listing every session"),
+    _c("SC-3", "atomic", "workflow: shared steps, then parallel branches merged deterministically"),
+    _c("SC-4", "listing", "SQL-style sessions: expires_at, last_activity, exact request_count, active count"),
+    _c("SC-5", "atomic", "a user's sessions, each with chats and one active chat, capped at N"),
     # concurrency
     _c("CC-1", "core", "1000 concurrent creates: 1000 distinct live sessions"),
     _c("CC-2", "core", "1000 concurrent creates of one id: exactly one wins"),
