@@ -87,7 +87,7 @@ async def _settle(backend: str, store: Any, limit: float = 180.0) -> float:
     """Let the server finish the load's background work (Redis AOF rewrite; a Postgres checkpoint)."""
     t0 = time.perf_counter()
     if backend == "postgres":
-        await store.pool.execute("CHECKPOINT")
+        await store.pool.execute("CHECKPOINT", timeout=600)
         return time.perf_counter() - t0
     while time.perf_counter() - t0 < limit:
         info = await store.client.info("persistence")
@@ -125,7 +125,7 @@ async def _grow(backend: str, side: _Side, stage: int, size: int) -> float:
         side.version = await load_redis(side.store.client, side.store.namespace, batch, side.version)
     else:
         await load_postgres(side.store.pool, side.store.namespace, batch)
-        await side.store.pool.execute("VACUUM ANALYZE sessionspec.sessions")
+        await side.store.pool.execute("VACUUM ANALYZE sessionspec.sessions", timeout=900)  # not the store's 5 s
     seconds = time.perf_counter() - t0
     side.loaded += len(batch)
     fresh = [s for s in batch if s.live]
