@@ -15,7 +15,8 @@ from report import RATIO_TARGETS
 
 __all__ = ["render"]
 
-CURVES = ("get", "list_owner", "count_owner", "list_big_owner", "count_big_owner", "list_all", "count_all")
+CURVES = ("get", "list_owner", "count_owner", "list_big_owner", "list_growing_owner", "count_growing_owner", "list_all",
+          "count_all")
 
 
 def _ratios(ax: Any, result: dict[str, Any]) -> None:
@@ -43,7 +44,8 @@ def _scaling(ax: Any, result: dict[str, Any]) -> None:
     for name in CURVES:
         if stages and name in stages[0]:
             line = ax.plot(sizes, [s[name]["p50_ms"] for s in stages], marker="o", label=name)[0]
-            if "twin" in stages[0] and name in ("list_owner", "count_owner"):  # the small twin, same moments
+            if "twin" in stages[0] and name in ("list_owner", "count_owner", "list_big_owner", "count_all"):
+                # the small twin, same moments
                 ax.plot(sizes, [s["twin"][name]["p50_ms"] for s in stages], linestyle="--", marker=".",
                         color=line.get_color(), label=f"{name}, 10k twin alongside")
     ax.set_xscale("log")

@@ -115,5 +115,6 @@ async def load_postgres(pool: Any, namespace: str, sessions: Sequence[Planned], 
             until = datetime.fromtimestamp((s.updated_us + ttl_us) / 1e6, UTC)
             records.append((namespace, s.id, s.owner, first + i, _TEXTS[(first + i) % VARIANTS], at, at, TTL, until))
         await pool.copy_records_to_table(
-            "sessions", schema_name="sessionspec", records=records,
+            "sessions", schema_name="sessionspec", records=records, timeout=300,
             columns=["namespace", "id", "owner", "version", "state", "created_at", "updated_at", "ttl", "expires_at"])
+        # (the store's pool bounds statements at 5 s; a COPY of 20,000 rows on a busy machine can take longer)

@@ -13,7 +13,8 @@ from typing import Any
 
 __all__ = ["judge", "machine", "table"]
 
-RATIO_TARGETS = {"redis": {"get": 0.8, "apply": 0.6}, "postgres": {"get": 0.8, "apply": 0.7}}
+RATIO_TARGETS = {"redis": {"get": 0.8, "save": 0.6, "apply": 0.6, "append": 0.6},
+                 "postgres": {"get": 0.8, "save": 0.6, "apply": 0.7, "append": 0.6}}
 SCALE_LIMIT = 1.5
 APPEND_LIMIT = 1.5
 CAS_SPEEDUP = 4.0
@@ -95,18 +96,24 @@ def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
     if len(stages) >= 2:
         first, last = stages[0], stages[-1]
         twin = last.get("twin")
-        # big owners hold size/1000 sessions, so their page and count grow with the table: shown, not judged.
-        # With a twin (a 10k store measured alongside, call by call) the judged ratio is against it, at the
-        # same moment; the stage-vs-stage ratio (minutes apart) is then shown beside it, not judged.
-        for metric in ("list_owner", "list_owner_cold", "count_owner", "list_big_owner", "count_big_owner"):
-            big = "big" in metric
+        # growing owners hold size/1000 sessions, so their page and count grow with the table: shown, not
+        # judged. Big owners (300 sessions, 150 live: three full pages) and probe owners (20) are the same
+        # size in every stage and in the twin: judged. With a twin (a 10k store measured alongside, call by
+        # call) the judged ratio is against it, at the same moment; the stage-vs-stage ratio (minutes apart)
+        # is then shown beside it, not judged. count() of a whole namespace is O(live sessions) on Postgres
+        # by design (docs/spec.md, LS-2): shown for both stores, not judged.
+        for metric in ("list_owner", "list_owner_cold", "count_owner", "list_big_owner", "list_big_owner_cold",
+                       "list_growing_owner", "count_growing_owner", "count_all"):
+            if metric not in last or metric not in first:
+                continue
+            shown = "growing" in metric or metric == "count_all"
             if twin is not None:
                 ratio = round(last[metric]["p50_ms"] / twin[metric]["p50_ms"], 3)
                 checks.append(_check(f"{metric} p50 at {last['sessions']:,} vs a {twin['sessions']:,}-session twin "
-                                     "alongside", ratio, SCALE_LIMIT, False, informational=big))
+                                     "alongside", ratio, SCALE_LIMIT, False, informational=shown))
             ratio = round(last[metric]["p50_ms"] / first[metric]["p50_ms"], 3)
             checks.append(_check(f"{metric} p50 at {last['sessions']:,} vs {first['sessions']:,} (stages apart)",
-                                 ratio, SCALE_LIMIT, False, informational=big or twin is not None))
+                                 ratio, SCALE_LIMIT, False, informational=shown or twin is not None))
     if "append" in result:
         a = result["append"]
         checks.append(_check(f"append p50 at {a['history']:,} messages vs empty", a["ratio_long_to_empty"],

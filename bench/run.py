@@ -1,7 +1,7 @@
 """Benchmark the reference stores against their raw drivers (not a test; see bench/README.md).
 
     python bench/run.py --backend redis|postgres|all [--quick] [--scale-max N] [--parts ops,cas,append,scale]
-                        [--out DIR]
+                        [--rounds N] [--round-ops N] [--cas-rounds N] [--load-budget S] [--out DIR]
 
 Servers come from sessionspec's provisioning (SESSIONSPEC_REDIS_URL / SESSIONSPEC_POSTGRES_URL,
 else a throwaway Docker container or local binaries; SESSIONSPEC_PROVISION=local is fastest).
@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: < 60 s per backend")
     parser.add_argument("--scale-max", type=int, help="largest stored-session count (0 skips scaling)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"what to run, of {','.join(PARTS)}")
+    parser.add_argument("--rounds", type=int, help="measured rounds per op (default 5; each alternates store and raw)")
+    parser.add_argument("--round-ops", type=int, help="calls per variant per round (default 20,000)")
+    parser.add_argument("--cas-rounds", type=int, help="contention rounds per policy (default 2)")
+    parser.add_argument("--load-budget", type=float, help="seconds of scale loading before stages are skipped (300)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
@@ -114,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = replace(QUICK if args.quick else Settings(), parts=parts)
     if args.scale_max is not None:
         settings = replace(settings, scale_max=args.scale_max)
+    if args.rounds is not None or args.round_ops is not None:  # a shorter run on a busy machine
+        settings = replace(settings, plan=replace(settings.plan, rounds=args.rounds or settings.plan.rounds,
+                                                  ops=args.round_ops or settings.plan.ops))
+    if args.cas_rounds is not None:
+        settings = replace(settings, cas_rounds=args.cas_rounds)
+    if args.load_budget is not None:
+        settings = replace(settings, load_budget=args.load_budget)
     args.out.mkdir(parents=True, exist_ok=True)
     for backend in BACKENDS if args.backend == "all" else (args.backend,):
         server = provision(backend)

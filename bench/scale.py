@@ -1,9 +1,12 @@
 """How get / list / count latency changes from 10,000 to 1,000,000 stored sessions, half expired.
 
 Stages grow one namespace (10k -> 100k -> 1M, up to ``scale_max``) with the bulk loaders.
-Most sessions go to 1000 "big" owners (each holds size/1000 sessions, so their lists and counts
-grow with the table); each stage also adds 100 fresh "probe" owners of exactly 20 sessions
-(10 live, 10 expired), whose per-owner queries should not depend on the table size at all.
+Most sessions go to 1000 "growing" owners (each holds size/1000 sessions, so their lists and
+counts grow with the table: shown, not judged); each stage also adds 100 fresh "probe" owners of
+exactly 20 sessions (10 live, 10 expired) and 10 fresh "big" owners of exactly 300 (150 live,
+150 expired, interleaved in id order: three full pages of 50), whose per-owner queries should
+not depend on the table size at all. A big owner's pages are walked with the cursor: the first
+walk is "cold" (on Redis it also forgets the dead index entries it meets), then two warm walks.
 Latency is measured one call at a time (no queueing): p50/p99 over bounded samples, each call
 followed by a raw round trip whose p50 is kept beside it (the machine's floor at that moment).
 When a second server can be had, a "twin" store on it stays at 10,000 sessions (plus each
@@ -38,6 +41,8 @@ SIZES = (10_000, 100_000, 1_000_000)
 BIG_OWNERS = 1000
 PROBE_OWNERS = 100
 PROBE_SIZE = 20
+BIG_OWNERS_PER_STAGE = 10
+BIG_SIZE = 300
 PAGE = 50
 
 
@@ -82,7 +87,7 @@ async def _settle(backend: str, store: Any, limit: float = 180.0) -> float:
     """Let the server finish the load's background work (Redis AOF rewrite; a Postgres checkpoint)."""
     t0 = time.perf_counter()
     if backend == "postgres":
-        await store.pool.execute("CHECKPOINT")
+        await store.pool.execute("CHECKPOINT", timeout=600)
         return time.perf_counter() - t0
     while time.perf_counter() - t0 < limit:
         info = await store.client.info("persistence")
@@ -103,12 +108,16 @@ class _Side:
     live_total: int = 0
     live: list[Planned] = field(default_factory=list)
     probes: list[str] = field(default_factory=list)
+    bigs: list[str] = field(default_factory=list)
 
 
 async def _grow(backend: str, side: _Side, stage: int, size: int) -> float:
-    """Load 100 fresh probe owners, then big owners' sessions until the side holds ``size``; seconds taken."""
+    """Load 100 fresh probe owners and 10 big ones, then growing owners' sessions until the side holds ``size``;
+    seconds taken."""
     side.probes = [f"p{stage}-{i}" for i in range(PROBE_OWNERS)]
+    side.bigs = [f"b{stage}-{i}" for i in range(BIG_OWNERS_PER_STAGE)]
     batch = plan(side.probes, PROBE_OWNERS * PROBE_SIZE, side.rng)
+    batch += plan(side.bigs, BIG_OWNERS_PER_STAGE * BIG_SIZE, side.rng)
     batch += plan([f"o{i}" for i in range(BIG_OWNERS)], max(0, size - side.loaded - len(batch)), side.rng)
     side.rng.shuffle(batch)
     t0 = time.perf_counter()
@@ -116,7 +125,7 @@ async def _grow(backend: str, side: _Side, stage: int, size: int) -> float:
         side.version = await load_redis(side.store.client, side.store.namespace, batch, side.version)
     else:
         await load_postgres(side.store.pool, side.store.namespace, batch)
-        await side.store.pool.execute("VACUUM ANALYZE sessionspec.sessions")
+        await side.store.pool.execute("VACUUM ANALYZE sessionspec.sessions", timeout=900)  # not the store's 5 s
     seconds = time.perf_counter() - t0
     side.loaded += len(batch)
     fresh = [s for s in batch if s.live]
@@ -126,8 +135,28 @@ async def _grow(backend: str, side: _Side, stage: int, size: int) -> float:
     return seconds
 
 
+def _walks(store: Any, owners: Sequence[str], passes: int) -> list[Call]:
+    """Calls that page through each owner's sessions with the cursor, BIG_SIZE // 2 // PAGE pages each:
+    run in order, each picks up the cursor the one before it left."""
+    cursor: dict[str, str | None] = {}
+    calls: list[Call] = []
+
+    def page(owner: str, first: bool) -> Call:
+        async def call() -> None:
+            got = await store.list(owner=owner, limit=PAGE, cursor=None if first else cursor[owner])
+            assert len(got.items) == PAGE, f"a page of big owner {owner} held {len(got.items)} sessions"
+            cursor[owner] = got.next_cursor
+        return call
+
+    for _ in range(passes):
+        for owner in owners:
+            calls += [page(owner, k == 0) for k in range(BIG_SIZE // 2 // PAGE)]
+    return calls
+
+
 async def _measure(backend: str, sides: Sequence[_Side], cap: float) -> list[dict[str, Any]]:
-    """Probe owners: one cold list pass, then 3 warm passes; big owners: 1 cold, 2 warm. Sides alternate."""
+    """Probe owners: one cold list pass, then 3 warm passes; growing and big owners: 1 cold, 2 warm. Sides
+    alternate."""
     pings = [s.store.client.ping if backend == "redis" else partial(s.store.pool.fetchval, "SELECT 1") for s in sides]
     outs: list[dict[str, Any]] = [{} for _ in sides]
 
@@ -137,15 +166,17 @@ async def _measure(backend: str, sides: Sequence[_Side], cap: float) -> list[dic
 
     await timed("get", [[partial(s.store.get, p.id) for p in s.rng.sample(s.live, min(1000, len(s.live)))]
                         for s in sides])
-    big = [f"o{i}" for i in sides[0].rng.sample(range(BIG_OWNERS), 100)]
-    for group, passes in (("owner", 3), ("big_owner", 2)):
-        owners = [s.probes[:-5] if group == "owner" else big for s in sides]
+    growing = [f"o{i}" for i in sides[0].rng.sample(range(BIG_OWNERS), 100)]
+    for group, passes in (("owner", 3), ("growing_owner", 2)):
+        owners = [s.probes[:-5] if group == "owner" else growing for s in sides]
         lists = [[partial(s.store.list, owner=o, limit=PAGE) for o in own]
                  for s, own in zip(sides, owners, strict=True)]
         await timed(f"list_{group}_cold", lists)
         await timed(f"list_{group}", [calls * passes for calls in lists])
         await timed(f"count_{group}", [[partial(s.store.count, owner=o) for o in own] * passes
                                        for s, own in zip(sides, owners, strict=True)])
+    for label, passes in (("list_big_owner_cold", 1), ("list_big_owner", 2)):
+        await timed(label, [_walks(s.store, s.bigs, passes) for s in sides])
     await timed("list_all", [[partial(s.store.list, limit=PAGE)] * 100 for s in sides])
     await timed("count_all", [[s.store.count] * 30 for s in sides])
     return outs
@@ -160,30 +191,32 @@ async def scaling(backend: str, store: Any, *, scale_max: int, load_budget: floa
     judged ratio compares the grown store with the small one at the same moment, so a noisy
     neighbour moves both. Without a twin the ratio compares stages minutes apart.
     """
-    big = _Side(store, random.Random(7))
+    grown = _Side(store, random.Random(7))
     small = None if twin is None else _Side(twin, random.Random(8))
     stages: list[dict[str, Any]] = []
     load_seconds = 0.0
     skipped: list[dict[str, Any]] = []
     for k, size in enumerate(s for s in sizes if s <= scale_max):
-        todo = size - big.loaded
-        if stages and load_seconds + todo / (big.loaded / load_seconds) > load_budget:
-            skipped.append({"sessions": size, "why": f"estimated load {todo / (big.loaded / load_seconds):.0f} s "
+        todo = size - grown.loaded
+        if stages and load_seconds + todo / (grown.loaded / load_seconds) > load_budget:
+            skipped.append({"sessions": size, "why": f"estimated load {todo / (grown.loaded / load_seconds):.0f} s "
                             f"would pass the {load_budget:.0f} s budget"})
             continue
-        load_seconds += await _grow(backend, big, k, size)
+        load_seconds += await _grow(backend, grown, k, size)
         if small is not None:
             await _grow(backend, small, k, size if k == 0 else 0)
-        sides = [big] if small is None else [big, small]
+        sides = [grown] if small is None else [grown, small]
         settled = sum([await _settle(backend, s.store) for s in sides])
         figures = await _measure(backend, sides, cap)
-        stage = {"sessions": big.loaded, "live": big.live_total, "load_rate_per_s": round(big.loaded / load_seconds),
-                 "settle_s": round(settled, 1), "load_average": os.getloadavg()[0], **figures[0]}
+        stage = {"sessions": grown.loaded, "live": grown.live_total,
+                 "load_rate_per_s": round(grown.loaded / load_seconds), "settle_s": round(settled, 1),
+                 "load_average": os.getloadavg()[0], **figures[0]}
         if small is not None:
             stage["twin"] = {"sessions": small.loaded, "live": small.live_total, **figures[1]}
         stages.append(stage)
     return {
-        "owners": {"big": BIG_OWNERS, "probe_per_stage": PROBE_OWNERS, "probe_size": PROBE_SIZE},
+        "owners": {"growing": BIG_OWNERS, "probe_per_stage": PROBE_OWNERS, "probe_size": PROBE_SIZE,
+                   "big_per_stage": BIG_OWNERS_PER_STAGE, "big_size": BIG_SIZE},
         "page": PAGE,
         "twin": small is not None,
         "load_seconds": round(load_seconds, 1),

@@ -1,4 +1,12 @@
-"""Parsing the JSON text a store reads back: orjson when it is installed, else ``json``.
+"""The JSON text a store writes and reads back: orjson when it is installed, else ``json``.
+
+Encoding: ``dumps`` is ``validation.dump_json`` at 1/10 of its cost (a 2 KB session: 2 us with
+orjson, 25 us with ``json``; per top-level key the gap is wider still). Its text may differ
+in spelling (orjson writes ``0.00001`` where ``json`` writes ``1e-05``) but never in value:
+both write the shortest text that parses back to the same float, every int in int64 exactly,
+and every string escaped as JSON requires (no raw control characters, so never a raw newline).
+It is only given validated values (``validation.validate_*``: plain types, int64, finite
+floats, no lone surrogates, nesting within 128 levels), which orjson encodes without error.
 
 Decoding the state is the largest client-side cost of ``get`` and ``apply`` (a 2 KB session:
 16 us with ``json``, 7 us with orjson, measured). The two parsers agree on everything a
@@ -15,7 +23,9 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-__all__ = ["FAST", "loads"]
+from sessionspec.conformance.validation import MAX_DEPTH, dump_json, validate_state
+
+__all__ = ["FAST", "dumps", "loads", "validated_state"]
 
 # digits -> "0", everything else -> " ": then a run of 19 digits is a substring search
 # (3 us on a 2 KB session; a regex scan for \d{19} took 58 us)
@@ -28,7 +38,14 @@ except ImportError:  # pragma: no cover - orjson ships with the redis and postgr
     orjson = None  # type: ignore[assignment]
 
 FAST: Final = orjson is not None
-"""Whether orjson is doing the parsing (reported by the benchmarks)."""
+"""Whether orjson is doing the parsing and encoding (reported by the benchmarks)."""
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON text of a validated value (same value as ``validation.dump_json``)."""
+    if orjson is not None:
+        return orjson.dumps(value)
+    return dump_json(value).encode("utf-8")  # pragma: no cover - orjson ships with the extras
 
 
 def loads(text: str | bytes) -> Any:
@@ -41,3 +58,48 @@ def loads(text: str | bytes) -> Any:
             except orjson.JSONDecodeError:
                 pass
     return json.loads(text)
+
+
+# ---------------------------------------------------------------- validating whole states fast
+_PLAIN_ONLY: Final = (0 if orjson is None else
+                      orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+                      | orjson.OPT_PASSTHROUGH_DATETIME)
+_BRACKETS_SURELY_SHALLOW: Final = 100
+"""Fewer '[' and '{' than this in the text (strings' included) cannot nest past validation.MAX_DEPTH."""
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a plain JSON value (containers only are walked; a scalar is 0)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+        children = node.values() if type(node) is dict else node
+        stack.extend((child, depth + 1) for child in children if type(child) is dict or type(child) is list)
+    return deepest
+
+
+def validated_state(state: object) -> tuple[dict[str, Any], bytes | None]:
+    """``validation.validate_state(state)`` and, when it came cheap, the state's JSON text.
+
+    ``validate_state`` walks every value in Python (87 us for a 2 KB session: more than a raw
+    SET of it costs in all). Here orjson writes the text (plain types only: subclasses, dataclasses
+    and datetimes make it raise) and reads it back as the plain deep copy; the copy must equal
+    the input, which rules out whatever orjson turned into JSON that the validator would refuse
+    (NaN and infinities become null, tuples lists, enums and UUIDs their values). Anything
+    else it cannot vouch for (an int past 18 digits, which might leave int64; deep nesting; any
+    error) goes to ``validate_state`` itself, which gives the same copy or the typed error.
+    """
+    if orjson is not None and type(state) is dict:
+        try:
+            text = orjson.dumps(state, option=_PLAIN_ONLY)
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+        else:
+            if _LONG_RUN not in text.translate(_DIGITS):
+                copy = orjson.loads(text)
+                if copy == state and (text.count(b"[") + text.count(b"{") < _BRACKETS_SURELY_SHALLOW
+                                      or _depth(copy) < MAX_DEPTH):
+                    return copy, text
+    return validate_state(state), None

@@ -21,9 +21,9 @@ from sessionspec.conformance.validation import dump_json
 from ._json import loads
 
 __all__ = [
-    "APPEND", "APPLY", "APPLY_FAST", "APPLY_FAST_SET", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE", "GET",
-    "LIST_ALL", "LIST_OWNER", "PURGE", "SAVE", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH", "decode_json", "encode_json",
-    "escape", "install_schema",
+    "APPEND", "APPEND_FAST", "APPLY", "APPLY_FAST", "APPLY_FAST_SET", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE",
+    "GET", "LIST_ALL", "LIST_OWNER", "PURGE", "SAVE", "SAVE_FAST", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH",
+    "decode_json", "encode_json", "encode_state", "escape", "install_schema",
 ]
 
 SCHEMA_SQL: Final = resources.files(__package__).joinpath("postgres_schema.sql").read_text("utf-8")
@@ -64,6 +64,18 @@ COUNT_ALL = _COUNT.format(where="s.namespace = $1")
 COUNT_OWNER = _COUNT.format(where="s.namespace = $1 AND s.owner = $2")
 CREATE = "SELECT * FROM sessionspec.create_session($1, $2, $3, $4, $5)"
 SAVE = "SELECT * FROM sessionspec.save_session($1, $2, $3, $4, $5, $6)"
+# save's fast path, sent as a plain statement like apply's (below): a live session with no
+# appended items, at the expected version, replaced in one UPDATE; no row back (not found,
+# expired, version conflict, appended items to drop) means: ask save_session, which tells them
+# apart. Same parameters as SAVE: (namespace, id, state, expected, keep ttl, ttl).
+SAVE_FAST = f"""
+UPDATE sessionspec.sessions s
+   SET state = $3, version = nextval('sessionspec.versions'), updated_at = statement_timestamp(),
+       ttl = CASE WHEN $5 THEN s.ttl ELSE $6 END,
+       expires_at = statement_timestamp() + sessionspec.period(CASE WHEN $5 THEN s.ttl ELSE $6::float8 END)
+ WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="statement_timestamp()")}
+   AND ($4::bigint IS NULL OR s.version = $4) AND cardinality(s.item_keys) = 0
+RETURNING {INFO}"""
 APPLY = "SELECT * FROM sessionspec.apply_changes($1, $2, $3, $4, $5, $6)"
 # apply's fast path, sent as a plain statement (no PL/pgSQL call: ~15% less server CPU). It
 # matches only a session with no appended items (item_keys empty), so it never reads
@@ -88,6 +100,25 @@ RETURNING {INFO}, s.state, NULL::jsonb AS tails"""
 APPLY_FAST = _APPLY_FAST.format(state="(s.state - $3::text[])", changes="$4", expected="$5")
 APPLY_FAST_SET = _APPLY_FAST.format(state="s.state", changes="$3", expected="$4")
 APPEND = "SELECT * FROM sessionspec.append_items($1, $2, $3, $4, $5)"
+# append's fast path, one plain statement: a live session whose key already continues in
+# sessionspec.items (every append after a key's first) gets a new version and expiry and one
+# items row, in one statement (a data-modifying CTE: the row is locked by the UPDATE before the
+# INSERT, as in append_items). It never reads the state. No row back (not found, expired,
+# version conflict, the key's first append) means: ask append_items. Same parameters as APPEND:
+# (namespace, id, key, items, expected). An empty items list inserts no row.
+APPEND_FAST = f"""
+WITH s AS (
+    UPDATE sessionspec.sessions s
+       SET version = nextval('sessionspec.versions'), updated_at = statement_timestamp(),
+           expires_at = statement_timestamp() + sessionspec.period(s.ttl)
+     WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="statement_timestamp()")}
+       AND ($5::bigint IS NULL OR s.version = $5) AND $3 = ANY(s.item_keys)
+    RETURNING {INFO}
+), added AS (
+    INSERT INTO sessionspec.items (namespace, id, key, version, items)
+    SELECT $1, $2, $3, s.version, $4::jsonb FROM s WHERE jsonb_array_length($4::jsonb) > 0
+)
+SELECT * FROM s"""
 DELETE = "SELECT sessionspec.delete_session($1, $2)"
 PURGE = "SELECT sessionspec.purge_batch($1, $2)"
 
@@ -113,6 +144,7 @@ async def install_schema(conn: asyncpg.Connection) -> None:
 
 # ---------------------------------------------------------------- the JSON representation
 _MARK: Final = "\ue000"
+_MARK_UTF8: Final = _MARK.encode("utf-8")
 _EXPONENT_FLOAT: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?\d+(?:\.\d+)?e\+\d+)')
 
 
@@ -154,6 +186,14 @@ def encode_json(value: Any) -> str:
     if "e+" in text:
         text = _EXPONENT_FLOAT.sub(_plain_float, text)
     return text
+
+
+def encode_state(value: Any, text: bytes | None) -> str:
+    """``encode_json(value)``, from the state's JSON text when ``_json.validated_state`` gave one."""
+    if text is None or b"\\u0000" in text or _MARK_UTF8 in text:
+        return encode_json(value)
+    out = text.decode("utf-8")
+    return _EXPONENT_FLOAT.sub(_plain_float, out) if "e+" in out else out
 
 
 def decode_json(raw: Any) -> Any:

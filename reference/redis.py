@@ -8,20 +8,29 @@ same script as the data, and scripts also treat a session as dead the moment its
 Key layout for namespace ``ns`` (prefix ``{ns}:``; ``<k>`` is a state key's JSON text)::
 
     {ns}:s:<id>          HASH   v version, c created, u updated, e expires (us), t ttl, tus ttl (us),
-                                o owner, and "k:<k>" per top-level state key: the value's JSON text,
-                                or "L" when the value is a list kept in the LIST below
-    {ns}:l:<id>\\0<k>     LIST   one JSON text per item: append is RPUSH, O(items appended)
-    {ns}:ls:<id>         SET    the <k> whose LIST exists, to expire and delete them with the session
+                                o owner; "k:<k>" per top-level state key: the value's JSON text as
+                                the last whole write (create, save, apply) gave it; "t:<k>" = 1 when
+                                items were appended to that list since (its tail, below)
+    {ns}:l:<id>\\0<k>     LIST   the tail: one JSON text per item appended: append is RPUSH, O(items)
+    {ns}:ls:<id>         SET    the <k> whose tail exists, to expire and delete them with the session
     {ns}:ids, {ns}:oi:<owner>   ZSET (scores 0) ids in byte order: list pages with ZRANGEBYLEX
     {ns}:exp, {ns}:oe:<owner>   ZSET (score = expiry, +inf = never): count = ZCARD - ZCOUNT(-inf, now)
     {ns}:own             HASH   id -> owner, so cleanup reaches a dead session's owner indexes
     {ns}:ver             STRING the namespace's version counter (INCR): versions never repeat (VER-2)
 
+A whole-state write (create, save) is one HSET of the state's fields and the meta on a hash
+that is the session's only key: a list is stored whole, as its JSON text, like any value, and
+only ``append`` splits one into head and tail (the first append after a whole write reads the
+head once, to check it is a list; every later one only pushes). State travels as ONE packed
+script argument (JSON texts joined by newlines, which JSON text never holds raw): packing ~40
+arguments cost redis-py more client CPU than the rest of a save, and writing lists as LISTs
+more server CPU than the HSET (before: 0.28x a raw SET of the state's text).
+
 Ids and owners are literal key suffixes after fixed prefixes, and ids never hold control
 characters (ID-2), so NUL separates id and key unambiguously. State is stored as JSON text
-from ``validation.dump_json``; Lua only joins those fragments into one JSON text for reads and
-never decodes them (cjson would lose int64 precision and confuse ``[]`` with ``{}``); Python
-parses it (``_json.loads``: orjson when installed). Expired sessions vanish natively; their
+(``_json.dumps``: orjson, the same values as ``validation.dump_json``); Lua only joins those
+fragments into one JSON text for reads and never decodes them (cjson would lose int64
+precision and confuse ``[]`` with ``{}``); Python parses it (``_json.loads``). Expired sessions vanish natively; their
 index entries are filtered on read and forgotten by ``purge_expired``, two at a time by every
 ``create``, and by ``list`` when it meets them (a per-owner list only from that owner's indexes:
 a ZREM in the global ones, which hold every session, cost the first list of an owner at 1M
@@ -67,7 +76,6 @@ from sessionspec.conformance.contract import (
     VersionConflict,
 )
 from sessionspec.conformance.validation import (
-    dump_json,
     json_path,
     validate_changes,
     validate_cursor,
@@ -77,11 +85,10 @@ from sessionspec.conformance.validation import (
     validate_key,
     validate_limit,
     validate_owner,
-    validate_state,
     validate_ttl,
 )
 
-from ._json import loads
+from ._json import dumps, loads, validated_state
 
 __all__ = ["RedisStore"]
 
@@ -141,18 +148,15 @@ def _session(sid: str, f: Sequence[Any], state: dict[str, Any] | None = None) ->
                    loads(f[7]) if state is None else state)
 
 
-def _encode(records: dict[str, Any], out: list[Any]) -> list[Any]:
-    """State (or changes) as script records: key 'j' json | key 'l' n items... | key 'd' (keys as JSON)."""
-    for name, value in records.items():
-        key = dump_json(name)
-        if value is DELETE:
-            out += (key, "d")
-        elif type(value) is list:
-            out += (key, "l", len(value))
-            out.extend(map(dump_json, value))
-        else:
-            out += (key, "j", dump_json(value))
-    return out
+def _state_arg(state: Mapping[str, Any]) -> bytes:
+    """A whole state as ONE script argument: "k:<key json>\\n<value json>\\n..." (see common.lua)."""
+    return b"\n".join([text for key, value in state.items() for text in (b"k:" + dumps(key), dumps(value))])
+
+
+def _changes_arg(changes: Mapping[str, Any]) -> bytes:
+    """Changes as ONE script argument: "<key json>\\n<value json>\\n...", an empty value for DELETE."""
+    return b"\n".join([text for key, value in changes.items()
+                        for text in (dumps(key), b"" if value is DELETE else dumps(value))])
 
 
 def _ttl_args(ttl: float | Keep | None) -> tuple[str, str, str]:
@@ -328,9 +332,9 @@ class RedisStore:
         sid = secrets.token_urlsafe(24) if id is None else validate_id(id)
         own = validate_owner(owner)
         period = validate_ttl(ttl)
-        data = validate_state({} if state is None else state)
+        data, _ = validated_state({} if state is None else state)
         _, text, micros = _ttl_args(self.default_ttl if isinstance(period, Keep) else period)
-        args = _encode(data, [sid, own or "", text, micros, GRACE_US])
+        args = (sid, own or "", text, micros, GRACE_US, _state_arg(data))
         f = self._check(await self._run("create", self.session_key(sid), args), sid)
         return _session(sid, f, data)
 
@@ -342,9 +346,9 @@ class RedisStore:
     async def save(self, id: str, state: Mapping[str, Any], *, expected_version: int | None = None,
                    ttl: TtlArg = KEEP) -> Session:
         sid = validate_id(id)
-        data = validate_state(state)
+        data, _ = validated_state(state)
         expected = validate_expected_version(expected_version)
-        args = _encode(data, [sid, "" if expected is None else expected, *_ttl_args(validate_ttl(ttl))])
+        args = (sid, "" if expected is None else expected, *_ttl_args(validate_ttl(ttl)), _state_arg(data))
         f = self._check(await self._run("save", self.session_key(sid), args), sid, expected)
         return _session(sid, f, data)
 
@@ -353,7 +357,7 @@ class RedisStore:
         sid = validate_id(id)
         delta = validate_changes(changes)
         expected = validate_expected_version(expected_version)
-        args = _encode(delta, [sid, "" if expected is None else expected])
+        args = (sid, "" if expected is None else expected, _changes_arg(delta))
         return _session(sid, self._check(await self._run("apply", self.session_key(sid), args), sid, expected))
 
     async def append(self, id: str, key: str, items: Sequence[Any], *,
@@ -362,7 +366,7 @@ class RedisStore:
         name = validate_key(key)
         values = validate_items(name, items)
         expected = validate_expected_version(expected_version)
-        args = [sid, "" if expected is None else expected, dump_json(name), *map(dump_json, values)]
+        args = [sid, "" if expected is None else expected, dumps(name), *map(dumps, values)]
         return _info(sid, self._check(await self._run("append", self.session_key(sid), args), sid, expected, name))
 
     async def touch(self, id: str, *, ttl: TtlArg = KEEP) -> SessionInfo:

@@ -7,16 +7,21 @@ texts another writer stored).
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import math
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sessionspec.conformance.contract import InvalidState
 from sessionspec.conformance.suite._values import ROUND_TRIPS
-from sessionspec.conformance.validation import dump_json
+from sessionspec.conformance.validation import dump_json, validate_state
 from sessionspec.reference import _json
 
 
@@ -66,3 +71,120 @@ def test_the_suites_round_trip_values_parse_unchanged(case: Any) -> None:
 ])
 def test_texts_orjson_reads_differently_or_refuses_go_to_json(text: str) -> None:
     _check(text)
+
+
+# ---------------------------------------------------------------- the encoder
+valid_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text().filter(lambda s: not _has_lone_surrogate(s)),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text().filter(lambda s: not _has_lone_surrogate(s)),
+                                                                inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def _has_lone_surrogate(s: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+
+
+def _check_dumps(value: Any) -> None:
+    text = _json.dumps(value)
+    assert b"\n" not in text and b"\r" not in text, text  # the Redis store separates texts with newlines
+    assert _same(json.loads(text), json.loads(dump_json(value))), (text, dump_json(value))
+
+
+@settings(max_examples=400, deadline=None)
+@given(valid_values)
+def test_dumps_writes_the_value_dump_json_writes(value: Any) -> None:
+    _check_dumps(value)
+
+
+@pytest.mark.parametrize("case", ROUND_TRIPS, ids=lambda c: c.name)
+def test_dumps_round_trips_the_suites_values(case: Any) -> None:
+    _check_dumps(case.state)
+
+
+@pytest.mark.parametrize("value", [1e16, 1e-05, -0.0, 5e-324, 1.7976931348623157e308, 2**63 - 1, -(2**63),
+                                   "a\x00\n\r\u2028\x7f", "é🙂", "\ue000", {"": [[]], "k": {}}])
+def test_dumps_keeps_awkward_values(value: Any) -> None:
+    _check_dumps(value)
+
+
+# ---------------------------------------------------------------- validated_state's fast path
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Color(enum.Enum):
+    RED = 1
+
+
+class _Name(enum.StrEnum):
+    ADA = "ada"
+
+
+awkward_leaves = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63 - 3, max_value=2**64 + 3)
+    | st.floats() | st.text() | st.sampled_from([(1, 2), {1, 2}, b"x", _Str("s"), _Int(3), _Color.RED, _Name.ADA,
+                                                 uuid.UUID(int=7), datetime.date(2026, 1, 1), Decimal("1.5")])
+)
+awkward_states = st.dictionaries(
+    st.text() | st.sampled_from([1, None, _Str("k")]),
+    st.recursive(awkward_leaves, lambda inner: st.lists(inner, max_size=4)
+                 | st.dictionaries(st.text() | st.just(2), inner, max_size=4), max_leaves=20),
+    max_size=6,
+)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """A state whose innermost container sits `depth` levels below the top object."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return {"a": value}
+
+
+def _agree(state: Any) -> None:
+    try:
+        want = validate_state(state)
+    except InvalidState as exc:
+        with pytest.raises(InvalidState) as got:
+            _json.validated_state(state)
+        assert (str(got.value), got.value.path) == (str(exc), exc.path)
+        return
+    copy, text = _json.validated_state(state)
+    assert _same(copy, want), (copy, want)
+    assert copy is not state
+    if text is not None:
+        assert _same(json.loads(text), want)
+
+
+@settings(max_examples=500, deadline=None)
+@given(awkward_states)
+def test_validated_state_accepts_and_refuses_exactly_what_validate_state_does(state: Any) -> None:
+    _agree(state)
+
+
+@pytest.mark.parametrize("depth", [1, 99, 100, 127, 128, 129, 200, 300])
+def test_validated_state_keeps_the_nesting_limit(depth: int) -> None:
+    _agree(_nested(depth))
+
+
+@pytest.mark.parametrize("state", [
+    {"n": float("nan")}, {"i": float("inf")}, {"t": (1,)}, {"big": 2**63}, {"small": -(2**63) - 1},
+    {"edge": [2**63 - 1, -(2**63)]}, {"s": "\ud800"}, {"\udfff": 1}, {1: 2}, {"m": {"k": {2: 3}}},
+    {"e": _Color.RED}, {"e": _Name.ADA}, {"sub": _Str("x"), "i": _Int(4)}, {_Str("k"): 1}, {"z": -0.0},
+    {"u": uuid.UUID(int=1)}, {"d": datetime.datetime(2026, 1, 1)}, {"ok": [1, {"a": None}], "f": 0.1},
+])
+def test_validated_state_on_values_orjson_would_write_anyway(state: Any) -> None:
+    _agree(state)
+
+
+def test_validated_state_takes_the_fast_path_on_a_plain_state() -> None:
+    state = {"user": "ada", "n": 3, "f": 0.5, "flags": {"a": True}, "pages": ["/a", "/b"], "none": None}
+    copy, text = _json.validated_state(state)
+    assert text is not None and copy == state and copy is not state and copy["flags"] is not state["flags"]

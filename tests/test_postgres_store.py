@@ -21,7 +21,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionspec.conformance.contract import DELETE, BackendUnavailable, InvalidState, SessionNotFound
+from sessionspec.conformance.contract import (
+    DELETE,
+    BackendUnavailable,
+    InvalidState,
+    SessionNotFound,
+    VersionConflict,
+)
 from sessionspec.conformance.provision import ProvisionError, Server, provision
 from sessionspec.conformance.target_postgres import drop_namespace
 from sessionspec.reference import postgres_sql as sql
@@ -212,12 +218,13 @@ def test_writes_to_a_live_session_are_hot_updates(url: str) -> None:
                 for i in range(50):
                     await conn.fetchrow(sql.APPLY_FAST_SET, store.namespace, session.id, f'{{"n": {i}}}', None)
                     await conn.fetchrow(sql.SAVE, store.namespace, session.id, f'{{"n": {i}}}', None, True, None)
+                    await conn.fetchrow(sql.SAVE_FAST, store.namespace, session.id, f'{{"n": {i}}}', None, True, None)
                     await conn.fetchrow(sql.TOUCH, store.namespace, session.id, True, None)
                 stats = await conn.fetchrow("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
                                             "WHERE schemaname = 'sessionspec' AND relname = 'sessions'")
-            assert stats["n_tup_upd"] == 150
-            assert stats["n_tup_hot_upd"] >= 140, (
-                f"only {stats['n_tup_hot_upd']} of 150 writes to one live session were HOT updates: an index "
+            assert stats["n_tup_upd"] == 200
+            assert stats["n_tup_hot_upd"] >= 190, (
+                f"only {stats['n_tup_hot_upd']} of 200 writes to one live session were HOT updates: an index "
                 "holds a column every write changes (expires_at, updated_at, version)")
 
     asyncio.run(scenario())
@@ -255,6 +262,41 @@ def test_state_is_compressed_with_lz4_where_the_server_has_it(url: str) -> None:
     asyncio.run(scenario())
 
 
+def test_the_fast_paths_match_only_the_common_case_and_the_functions_take_the_rest(url: str) -> None:
+    """save and append send one plain statement first; whatever it does not match (appended items to drop,
+    a key's first append, a conflict, a dead session) the PL/pgSQL function decides, with the same result."""
+
+    async def scenario() -> None:
+        async with opened(url) as store, store.pool.acquire() as conn:
+            ns = store.namespace
+            s = await store.create({"log": [0], "n": 1}, ttl=60)
+            assert await conn.fetchrow(sql.APPEND_FAST, ns, s.id, "log", "[1]", None) is None, "first append: no"
+            first = await store.append(s.id, "log", [1])  # the function: log now continues in items
+            assert await conn.fetchval("SELECT item_keys FROM sessionspec.sessions WHERE namespace = $1 AND id = $2",
+                                       ns, s.id) == ["log"]
+            fast = await conn.fetchrow(sql.APPEND_FAST, ns, s.id, "log", "[2]", first.version)
+            assert fast is not None and fast["version"] > first.version, "a later append is one plain statement"
+            assert await conn.fetchrow(sql.APPEND_FAST, ns, s.id, "log", "[3]", first.version) is None, "stale"
+            with pytest.raises(VersionConflict):
+                await store.append(s.id, "log", [3], expected_version=first.version)
+            assert await conn.fetchrow(sql.SAVE_FAST, ns, s.id, '{"n": 2}', None, True, None) is None, (
+                "save's fast path must leave a session with appended items to the function (it drops them)")
+            saved = await store.save(s.id, {"n": 2, "log": ["new"]})
+            got = await store.get(s.id)
+            assert got is not None and got.state == {"n": 2, "log": ["new"]} and got.version == saved.version
+            assert await conn.fetchval("SELECT count(*) FROM sessionspec.items WHERE namespace = $1", ns) == 0
+            again = await store.save(s.id, {"n": 3}, expected_version=saved.version)  # the fast path, checked
+            assert again.version > saved.version and (await store.get(s.id)).state == {"n": 3}  # type: ignore[union-attr]
+            with pytest.raises(VersionConflict):
+                await store.save(s.id, {"n": 4}, expected_version=saved.version)
+            with pytest.raises(SessionNotFound):
+                await store.save("missing", {"n": 4})
+            with pytest.raises(SessionNotFound):
+                await store.append("missing", "log", [1])
+
+    asyncio.run(scenario())
+
+
 # ---------------------------------------------------------------- plans
 # Not here: count() of a whole namespace. When the namespace is most of the table (as in this
 # test), reading the heap is as cheap as the (namespace, expiry_slot) index and the planner may
@@ -268,8 +310,10 @@ EXPLAINED = {
     "count by owner": (sql.COUNT_OWNER, ("o7",)),
     "create": (sql.CREATE, ("x2", "o1", "{}", 60.0)),
     "save": (sql.SAVE, ("x3", '{"a": 1}', None, True, None)),
+    "save, fast path": (sql.SAVE_FAST, ("x3", '{"a": 1}', None, True, None)),
     "apply": (sql.APPLY, ("x4", '{"b": 1}', ["c"], ["b", "c"], None)),
     "append": (sql.APPEND, ("x6", "log", "[1]", None)),
+    "append, fast path": (sql.APPEND_FAST, ("x6", "log", "[1]", None)),
     "delete": (sql.DELETE, ("x7",)),
     "purge": (sql.PURGE, (1000,)),
 }

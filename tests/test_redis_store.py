@@ -113,22 +113,43 @@ def test_every_key_of_a_namespace_lives_in_one_cluster_slot(cluster_server: Serv
 def test_expiry_is_written_by_the_same_single_script_as_the_data(redis_server: Server) -> None:
     async def body() -> None:
         async with opened(redis_server.url) as store:
-            await store.create({})  # loads the script: the measured call is the steady state
-            made: dict[str, Any] = {}
+            sid = (await store.create({"a": 1, "history": [1, 2, 3]}, ttl=60)).id  # loads the scripts
+            await store.append(sid, "history", [4])  # the list now has a tail: three keys in all
 
-            async def create() -> None:
-                made["s"] = await store.create({"a": 1, "history": [1, 2, 3]}, ttl=60)
+            async def write() -> None:
+                await store.append(sid, "history", [5])
 
-            ran = await delta(store, create)
-            assert ran.get("evalsha") == 1, f"create must be ONE EVALSHA round trip, Redis ran {ran}"
+            ran = await delta(store, write)
+            assert ran.get("evalsha") == 1, f"append must be ONE EVALSHA round trip, Redis ran {ran}"
             assert "pexpireat" in ran and "expire" not in ran and "pexpire" not in ran, ran
-            sid = made["s"].id
             for key in (store.session_key(sid), f"{store.prefix}ls:{sid}", f"{store.prefix}l:{sid}\0\"history\""):
                 ttl_ms = await store.client.pttl(key)
                 assert 59_000 < ttl_ms <= 60_001, (  # expiry rounds up to the next ms
-                    f"{key!r} has PTTL {ttl_ms} right after create(ttl=60): expiry must be set by the script "
+                    f"{key!r} has PTTL {ttl_ms} right after a write with ttl=60: expiry must be set by the script "
                     "that writes the data, on every key of the session (-1 = never expires: an orphan)"
                 )
+
+    run(body)
+
+
+def test_a_whole_state_write_is_one_hash_and_one_hset(redis_server: Server) -> None:
+    async def body() -> None:
+        async with opened(redis_server.url) as store:
+            sid = (await store.create({"log": [1]}, ttl=60)).id
+            await store.append(sid, "log", [2])  # a tail, which the save below must remove
+            state = {"a": 1, "pages": ["/a", "/b"], "cart": [{"sku": 1}], "nested": {"x": [1]}}
+
+            async def save() -> None:
+                await store.save(sid, state)
+
+            ran = await delta(store, save)
+            assert ran.get("evalsha") == 1 and ran.get("hset") == 1 and "rpush" not in ran and "sadd" not in ran, (
+                f"save ran {ran}: a whole state is one HSET of its fields and the meta (lists stored whole)")
+            keys = [k async for k in store.client.scan_iter(match=store.prefix.replace("{", "\\{").replace("}", "\\}")
+                                                            + "[sl]*:" + sid + "*")]
+            assert keys == [store.session_key(sid).encode()], f"save left {keys}: the old tail must go"
+            got = await store.get(sid)
+            assert got is not None and got.state == state
 
     run(body)
 
@@ -170,17 +191,22 @@ def test_append_touches_only_the_new_items_whatever_the_list_length(redis_server
         async with opened(redis_server.url) as store:
             short = await store.create({"history": [0]})
             long = await store.create({"history": list(range(10_000))})
-            costs = []
-            for session in (short, long):
-                costs.append(await delta(store, functools.partial(store.append, session.id, "history", ["new"])))
+            firsts = [await delta(store, functools.partial(store.append, s.id, "history", ["first"]))
+                      for s in (short, long)]
+            assert firsts[0] == firsts[1], f"the first append after a whole write ran {firsts}"
+            costs = [await delta(store, functools.partial(store.append, s.id, "history", ["new"]))
+                     for s in (short, long)]
             assert costs[0] == costs[1], (
                 f"append ran {costs[1]} on a 10,000-item list but {costs[0]} on a 1-item list: "
                 "MG-5 wants O(items appended), the same commands whatever the length"
             )
-            assert costs[1].get("rpush") == 1 and not {"lrange", "del", "lset", "ltrim"} & set(costs[1]), costs[1]
+            assert costs[1].get("rpush") == 1 and not {"lrange", "del", "lset", "ltrim", "hget"} & set(costs[1]), (
+                f"an append after the first ran {costs[1]}: it must push without reading the list")
             key = f"{store.prefix}l:{long.id}\0\"history\""
-            assert await store.client.llen(key) == 10_001
+            assert await store.client.llen(key) == 2, "the tail holds only the appended items"
             assert await store.client.lindex(key, -1) == b'"new"'
+            got = await store.get(long.id)
+            assert got is not None and got.state["history"] == [*range(10_000), "first", "new"]
 
     run(body)
 

@@ -1,10 +1,11 @@
--- apply: ARGV = P, id, expected ('' = any), change records (a 'd' record deletes the key)...
--- One HGETALL serves the liveness check, the old values ('L' = a LIST) and the reply, and one
--- HSET writes the changes with the new meta: the reply is joined in memory, not re-read.
+-- apply: ARGV = P, id, expected ('' = any), changes (packed: "<key json>\n<value json>\n...",
+-- an empty value deletes the key).
+-- One HGETALL serves the liveness check, the old values (and which have appended tails) and the
+-- reply, and one HSET writes the changes with the new meta: the reply is joined in memory, not re-read.
 local id, now = ARGV[2], now_us()
 local h = skey(id)
 local all = redis.call('HGETALL', h)
-local meta, vals, order, count = {}, {}, {}, 0
+local meta, vals, order, count, tails = {}, {}, {}, 0, {}
 for j = 1, #all, 2 do
   local f = all[j]
   if is_state_field(f) then
@@ -12,6 +13,8 @@ for j = 1, #all, 2 do
     count = count + 1
     order[count] = key
     vals[key] = all[j + 1]
+  elseif is_tail_field(f) then
+    tails[string.sub(f, 3)] = true
   else
     meta[f] = all[j + 1]
   end
@@ -19,36 +22,29 @@ end
 if not meta.v or (meta.e and tonumber(meta.e) <= now) then return '1' end
 if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= tonumber(meta.v) then return '3\n' .. meta.v end
 
+local changes = split(ARGV[4])
 local ls = lskey(id)
-local fields, i = {}, 4
-while i <= #ARGV do
-  local key, tag = ARGV[i], ARGV[i + 1]
-  local f, old = 'k:' .. key, vals[key]
-  if old == 'L' then
+local fields = {}
+for i = 1, #changes, 2 do
+  local key, value = changes[i], changes[i + 1]
+  local f = 'k:' .. key
+  if tails[key] then -- the whole value is replaced: its appended tail goes
     redis.call('DEL', lkey(id, key))
     redis.call('SREM', ls, key)
+    redis.call('HDEL', h, 't:' .. key)
+    tails[key] = nil
   end
-  if tag == 'd' then
-    if old then redis.call('HDEL', h, f) end
+  if value == '' then
+    if vals[key] then redis.call('HDEL', h, f) end
     vals[key] = nil
-    i = i + 2
   else
-    if not old then
+    if not vals[key] then
       count = count + 1
       order[count] = key
     end
+    vals[key] = value
     fields[#fields + 1] = f
-    if tag == 'j' then
-      vals[key] = ARGV[i + 2]
-      i = i + 3
-    else -- 'l' n item1..itemn
-      local n = tonumber(ARGV[i + 2])
-      vals[key] = 'L'
-      redis.call('SADD', ls, key)
-      push(lkey(id, key), i + 3, i + 2 + n)
-      i = i + 3 + n
-    end
-    fields[#fields + 1] = vals[key]
+    fields[#fields + 1] = value
   end
 end
 
@@ -59,11 +55,9 @@ if meta.tus then e = math.min(now + tonumber(meta.tus), MAX_US) end
 local n = #fields
 fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'v', version, 'u', now
 if e then fields[n + 5], fields[n + 6] = 'e', e end
-for a = 1, #fields, CHUNK do
-  redis.call('HSET', h, unpack(fields, a, math.min(a + CHUNK - 1, #fields)))
-end
+hset(h, fields)
 
--- the reply's state, and the session's LISTs, which slide with the hash (a permanent session's
+-- the reply's state, and the session's tails, which slide with the hash (a permanent session's
 -- keys are already persistent: PERSIST ran when it became permanent, new LISTs have no expiry)
 -- the reply is pieces joined once by table.concat: no intermediate strings (Lua interns each)
 local parts, lists, k = {table.concat({'0', num(version), meta.c, num(now), e and num(e) or '', meta.t or '',
@@ -72,13 +66,11 @@ for j = 1, count do
   local key = order[j]
   local value = vals[key]
   if value then
-    parts[k + 1], parts[k + 2] = key, ':'
-    if value == 'L' then
-      local lk = lkey(id, key)
-      lists[#lists + 1] = lk
-      value = '[' .. table.concat(redis.call('LRANGE', lk, 0, -1), ',') .. ']'
+    if tails[key] then
+      lists[#lists + 1] = lkey(id, key)
+      value = with_tail(id, key, value)
     end
-    parts[k + 3], parts[k + 4] = value, ','
+    parts[k + 1], parts[k + 2], parts[k + 3], parts[k + 4] = key, ':', value, ','
     k = k + 4
   end
 end

@@ -83,39 +83,44 @@ local function push(key, first, last)
   end
 end
 
--- Write state records from ARGV[i] on: key 'j' json | key 'l' n item1..itemn | key 'd', where key
--- is the key's JSON text. A value is kept as its JSON text in field "k:<key json>"; a list as "L"
--- plus a LIST of item texts.
--- `fresh`: the hash holds no state yet (create, save), so no old list needs removing.
-local function write_state(id, i, fresh)
-  local h, ls = skey(id), lskey(id)
-  local fields = {}
-  while i <= #ARGV do
-    local key, tag = ARGV[i], ARGV[i + 1]
-    local f = 'k:' .. key
-    if not fresh and redis.call('HGET', h, f) == 'L' then
-      redis.call('DEL', lkey(id, key))
-      redis.call('SREM', ls, key)
-    end
-    if tag == 'j' then
-      fields[#fields + 1] = f
-      fields[#fields + 1] = ARGV[i + 2]
-      i = i + 3
-    elseif tag == 'l' then
-      local n = tonumber(ARGV[i + 2])
-      fields[#fields + 1] = f
-      fields[#fields + 1] = 'L'
-      redis.call('SADD', ls, key)
-      push(lkey(id, key), i + 3, i + 2 + n)
-      i = i + 3 + n
-    else
-      redis.call('HDEL', h, f)
-      i = i + 2
-    end
-  end
+local function hset(h, fields)
   for a = 1, #fields, CHUNK do
     redis.call('HSET', h, unpack(fields, a, math.min(a + CHUNK - 1, #fields)))
   end
+end
+
+-- The pieces of ONE packed argument: JSON texts (and field names holding them) joined by
+-- "\n", which JSON text never holds raw. One argument instead of one per piece: the client
+-- packs 2 KB of state in one step instead of ~40 (measured: 250 us of client CPU per save).
+local function split(s)
+  local out, n, pos = {}, 0, 1
+  if s == '' then return out end
+  while true do
+    local nl = string.find(s, '\n', pos, true)
+    n = n + 1
+    if not nl then
+      out[n] = string.sub(s, pos)
+      return out
+    end
+    out[n] = string.sub(s, pos, nl - 1)
+    pos = nl + 1
+  end
+end
+
+-- a state key's appended tail marker "t:<key json>"
+local function is_tail_field(f)
+  local a, b = string.byte(f, 1, 2)
+  return a == 116 and b == 58
+end
+
+-- A list with appended items: its head (the JSON text last written whole) and then its tail
+-- (the LIST), as one JSON array text.
+local function with_tail(id, key, head)
+  local items = redis.call('LRANGE', lkey(id, key), 0, -1)
+  if #items == 0 then return head end
+  local body = table.concat(items, ',')
+  if head == '[]' then return '[' .. body .. ']' end
+  return string.sub(head, 1, -2) .. ',' .. body .. ']'
 end
 
 -- apply a ttl argument: mode 'k' keeps the period, 'n' makes it permanent, 's' sets (text, micros)
@@ -157,26 +162,55 @@ local function stamp(id, m, now, bump)
   if m[3] then redis.call('ZADD', oekey(m[3]), score, id) end
 end
 
+-- A write that replaces the whole state (create, save) after drop() cleared the old one:
+-- the state fields (split from the packed argument, names included) and every meta field
+-- go in ONE HSET; the hash is the session's only key, so only it needs an expiry.
+local function write_fresh(id, m, now, fields)
+  local h = skey(id)
+  m[1] = redis.call('INCR', VER)
+  m[5] = now
+  local e = false
+  if m[7] then e = math.min(now + tonumber(m[7]), MAX_US) end
+  m[2] = e
+  local n = #fields
+  fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4], fields[n + 5], fields[n + 6] = 'v', m[1], 'c', m[4], 'u', now
+  n = n + 6
+  if e then
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4], fields[n + 5], fields[n + 6] = 'e', e, 't', m[6], 'tus', m[7]
+    n = n + 6
+  end
+  if m[3] then fields[n + 1], fields[n + 2] = 'o', m[3] end
+  hset(h, fields)
+  if e then redis.call('PEXPIREAT', h, math.ceil(e / 1000)) end
+  local score = e or '+inf'
+  redis.call('ZADD', EXP, score, id)
+  if m[3] then redis.call('ZADD', oekey(m[3]), score, id) end
+end
+
 -- The whole session, or '1' when absent or expired: info and then the state as ONE JSON text,
 -- joined from the stored JSON fragments (field names hold each key's JSON text); nothing is decoded.
 -- (pieces go into one table joined once: Lua interns every intermediate string it builds)
 local function read(id, now)
   local all = redis.call('HGETALL', skey(id))
-  local meta, parts, k = {}, {false}, 1
+  local meta, parts, k, at, tails = {}, {false}, 1, {}, {}
   for j = 1, #all, 2 do
     local f, value = all[j], all[j + 1]
     if is_state_field(f) then
       local key = string.sub(f, 3)
-      if value == 'L' then
-        value = '[' .. table.concat(redis.call('LRANGE', lkey(id, key), 0, -1), ',') .. ']'
-      end
       parts[k + 1], parts[k + 2], parts[k + 3], parts[k + 4] = key, ':', value, ','
+      at[key] = k + 3
       k = k + 4
+    elseif is_tail_field(f) then
+      tails[#tails + 1] = string.sub(f, 3)
     else
       meta[f] = value
     end
   end
   if not meta.v or (meta.e and tonumber(meta.e) <= now) then return '1' end
+  for _, key in ipairs(tails) do
+    local i = at[key]
+    if i then parts[i] = with_tail(id, key, parts[i]) end
+  end
   parts[1] = table.concat({'0', meta.v, meta.c, meta.u, meta.e or '', meta.t or '', meta.o or '', '{'}, '\n')
   if k > 1 then parts[k] = '}' else parts[2] = '}' end
   return table.concat(parts)

@@ -1,22 +1,20 @@
--- create: ARGV = P, id, owner ('' = none), ttl text ('' = never), ttl micros, grace micros, state...
+-- create: ARGV = P, id, owner ('' = none), ttl text ('' = never), ttl micros, grace micros,
+-- state (packed, as save's)
 local id, owner = ARGV[2], ARGV[3]
 local now = now_us()
 if live(id, now) then return '2' end
 -- an earlier incarnation may linger (expired this microsecond, or still indexed): clear it
 drop(id)
 unindex(id)
-write_state(id, 7, true)
 local m = {false, false, false, now, now, false, false}
 set_ttl(m, ARGV[4] == '' and 'n' or 's', ARGV[4], ARGV[5])
-redis.call('HSET', skey(id), 'c', now)
 redis.call('ZADD', IDS, 0, id)
 if owner ~= '' then
   m[3] = owner
-  redis.call('HSET', skey(id), 'o', owner)
   redis.call('HSET', OWN, id, owner)
   redis.call('ZADD', oikey(owner), 0, id)
 end
-stamp(id, m, now, true)
+write_fresh(id, m, now, split(ARGV[7]))
 -- every create forgets two long-dead sessions, so indexes never grow without bound
 sweep(now - tonumber(ARGV[6]), 2)
 return info(m)
