@@ -36,8 +36,11 @@ class SuiteContext:
 
     store: SessionStore
 
-    def __init__(self, target: Target, capabilities: frozenset[str], *, timeout: float) -> None:
+    def __init__(self, target: Target, capabilities: frozenset[str], *, timeout: float,
+                 replay: dict[str, str] | None = None) -> None:
         self.target = target
+        self.replay: dict[str, str] = dict(replay or {})
+        """Model-check variant -> Hypothesis blob to replay (``sessionspec check --replay``)."""
         self.capabilities = capabilities
         self.timeout = timeout
         self.namespace = new_namespace()

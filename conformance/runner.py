@@ -34,6 +34,7 @@ def run_suite(
     divergences: Mapping[str, str] | None = None,
     timeout: float = plugin.DEFAULT_TIMEOUT,
     listener: Callable[[str, Any], None] | None = None,
+    replay: Sequence[str] = (),
     pytest_args: Sequence[str] = (),
     quiet: bool = True,
 ) -> RunResult:
@@ -44,7 +45,8 @@ def run_suite(
     begin = time.monotonic()
     try:
         state = plugin.prepare_run(
-            resolved, owns_target=False, spec_version=spec_version, clauses=clauses, timeout=timeout
+            resolved, owns_target=False, spec_version=spec_version, clauses=clauses, timeout=timeout,
+            replay=replay,
         )
         if listener is not None:
             state.listeners.append(listener)
@@ -79,6 +81,7 @@ def run_suite(
             started_at=started_at,
             divergences=dict(divergences or {}),
             selected=state.clauses,
+            partial=bool(state.clauses or keyword or state.replay),
             errors=errors,
         )
     finally:

@@ -27,7 +27,7 @@ from sessionspec.conformance.contract import (
     SessionInfo,
     SessionStore,
 )
-from sessionspec.conformance.results import NOT_APPLICABLE
+from sessionspec.conformance.results import NOT_APPLICABLE, ClauseViolation
 
 from ._timing import Span, Stopwatch
 from ._values import bullets, describe_change, disturbed, short
@@ -297,7 +297,12 @@ def _whole(spec: Cancellable, before: Session | None, after: Session | None, end
     if before is None and written:
         written = after is not None and after.owner == "o"
     if ended.completed and spec.writes and not written:
-        return f"returned normally, yet the stored session is {short(after and after.state)} (not {spec.new})"
+        if after is None:
+            return f"returned normally, yet the session is gone (wanted state {spec.new})"
+        return (f"returned normally, yet the stored session has state {short(after.state)}, owner {after.owner!r}, "
+                f"ttl {after.ttl}, version {after.version} (wanted state {spec.new}"
+                + (", owner 'o'" if before is None else "") + f", ttl {spec.new_ttl}, "
+                + ("a higher version)" if spec.bumps else "the same version)"))
     if ended.completed and isinstance(ended.result, SessionInfo) and after is not None \
             and ended.result.version != after.version:
         return f"returned version {ended.result.version}, but the stored session has version {after.version}"
@@ -307,7 +312,34 @@ def _whole(spec: Cancellable, before: Session | None, after: Session | None, end
             f"session or state {spec.new} with ttl {spec.new_ttl} and a {'higher' if spec.bumps else 'same'} version)")
 
 
+PLAIN_CLAUSES: dict[str, tuple[str, ...]] = {
+    "save": ("LC-1", "ST-1", "TTL-3", "VER-1"), "save(ttl=30)": ("TTL-3", "LC-1", "VER-1"),
+    "apply": ("MG-1", "VER-1"), "apply with DELETE": ("MG-1", "VER-1"), "append": ("MG-5", "VER-1"),
+    "touch(ttl=30)": ("VER-1", "TTL-3"), "create": ("LC-1", "TTL-3"), "get": ("LC-1", "ST-3"),
+}
+"""The clauses an operation breaks when it is already wrong without any cancellation (FL-4 then checks nothing)."""
+
+
+async def _uncancelled(store: SessionStore, name: str, spec: Cancellable) -> None:
+    """FL-4's premise: uninterrupted, the call gives exactly the new session. If not, blame the plain clause."""
+    sid = f"fl4-plain-{name.split('(')[0].replace(' ', '-')}"
+    before = None if spec.old is None else await store.create(spec.old, id=sid, ttl=600)
+    try:
+        result = await spec.call(store, sid)
+    except Exception as exc:
+        result, error = None, exc
+    else:
+        error = None
+    after = await store.get(sid)
+    problem = _whole(spec, before, after, Interrupted(result=result, completed=error is None, error=error))
+    if problem:
+        blamed = PLAIN_CLAUSES[name]
+        raise ClauseViolation(blamed[0], f"could not check FL-4 on {name}: without any cancellation it already "
+                              f"{problem} — see {' / '.join(blamed)}", blamed[1:])
+
+
 async def _cancelled_writes(store: SessionStore, name: str, spec: Cancellable) -> list[str]:
+    await _uncancelled(store, name, spec)
     failures: list[str] = []
     for n, (how, cancel) in enumerate(CANCELLATIONS.items()):
         sid = f"fl4-{name.split('(')[0].replace(' ', '-')}-{n}"
