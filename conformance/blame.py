@@ -80,6 +80,8 @@ def _validation(call: Call, bad: Mapping[str, str], output: Any) -> Blame:
     if got is None:
         return Blame(clause, f"{call.f} accepted an invalid {field} (it must raise {wanted}, and write nothing)",
                      alternatives)
+    if field == "value":  # an ordering bug (validation after the lookup), whatever the value: ST-2's rule
+        clause, alternatives = "ST-2", ("ST-1a",)
     return Blame(clause, f"{call.f} with an invalid {field} raised {got}, not {wanted}: arguments are validated "
                  "before anything else, existence included (spec §4.6)", alternatives)
 

@@ -29,6 +29,7 @@ class Blame:
     intended: tuple[str, ...]
     failed: tuple[str, ...]
     seconds: float
+    reasons: tuple[str, ...] = ()
 
     @property
     def caught(self) -> bool:
@@ -49,7 +50,8 @@ def measure(case: BrokenCase, keyword: str | None = None) -> Blame:
     result = run_suite(case.target(), keyword=keyword)
     if result.errors:
         print(f"{case.name}: run errors: {result.errors}", file=sys.stderr)
-    return Blame(case.name, case.clauses, failed_clauses(result), time.monotonic() - began)
+    reasons = tuple(c.reason.splitlines()[0][:300] if c.reason else "" for c in result.failures)
+    return Blame(case.name, case.clauses, failed_clauses(result), time.monotonic() - began, reasons)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
           f"blamed first {sum(r.first for r in rows)}/{len(rows)}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump([{"name": r.name, "intended": r.intended, "failed": r.failed, "seconds": r.seconds}
-                       for r in rows], fh, indent=1)
+            json.dump([{"name": r.name, "intended": r.intended, "failed": r.failed, "seconds": r.seconds,
+                        "reasons": r.reasons} for r in rows], fh, indent=1)
     return 0
 
 

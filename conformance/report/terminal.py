@@ -109,9 +109,13 @@ def failure_lines(c: ClauseResult, *, verbose: bool = False) -> list[tuple[str, 
             if room < 2 or (n and budget < 4):
                 cut = len(failed) - n
                 break
-            shown = text[:room]
-            if len(text) > room:
-                shown = [*shown[: room - 1], f"… {len(text) - room + 1} more lines in the JSON report (--report)"]
+            keep = [line for line in text if line.lstrip().startswith(("replay: ", "sessionspec check "))][-1:]
+            body = [line for line in text if line not in keep]
+            room -= len(keep)
+            shown = body[:room]
+            if len(body) > room:
+                shown = [*shown[: room - 1], f"… {len(body) - room + 1} more lines in the JSON report (--report)"]
+            shown += keep
             budget -= 1 + len(shown)
         else:
             shown = text
