@@ -19,7 +19,16 @@ from rich.text import Text
 
 from ..clauses import Clause
 from ..results import ClauseResult, RunResult
-from . import VERDICT_LABELS, clean, family_groups, first_line, not_run_ids, shown_clauses, summary_line
+from . import (
+    VERDICT_LABELS,
+    clean,
+    family_groups,
+    first_line,
+    not_checked_note,
+    not_run_ids,
+    shown_clauses,
+    summary_line,
+)
 
 __all__ = [
     "VERDICT_STYLES",
@@ -151,6 +160,9 @@ def _print_footer(console: Console, result: RunResult, written: Sequence[str]) -
     console.print(Text.assemble(("Target     ", "dim"), clean(result.description)))
     console.print(Text.assemble(("Claims     ", "dim"), ", ".join(sorted(result.capabilities)) or "nothing"))
     console.print(Text.assemble(("Level      ", "dim"), (result.level, "bold")))
+    note = not_checked_note(result)
+    if note:
+        console.print(Text.assemble(("Unchecked  ", "dim"), (note, "yellow")))
     console.print(Text.assemble(("Duration   ", "dim"), f"{result.duration:.1f} s (spec {result.spec_version})"))
     for path in written:
         console.print(Text.assemble(("Report     ", "dim"), path))
