@@ -189,6 +189,14 @@ def test_an_odd_but_conforming_backend_store_is_not_flagged(case: BackendCase,
     assert not wrong, f"{case.name} ({case.description}) is flagged: {wrong}"
 
 
+def test_a_whole_second_ttl_store_fails_ttl_1_and_lc_2_still_checks_it() -> None:
+    """LC-2's setup holds on whole-second TTLs; a setup that fails says so and blames TTL-1 (items 11, 7)."""
+    verdicts = _by_clause(run_suite(BROKEN["whole_second_ttls"].target(), clauses=["TTL-1", "LC-2"],
+                                    keyword=FOCUSED))
+    assert verdicts["TTL-1"].verdict == "fail", verdicts["TTL-1"]
+    assert verdicts["LC-2"].verdict == "pass", f"LC-2 blamed for TTL-1's bug: {verdicts['LC-2'].reason}"
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_failure_message_explains_the_bug(case: BrokenCase) -> None:
     verdicts = _by_clause(_run(case.name))

@@ -18,6 +18,7 @@ from typing import Any, Final, TypeVar
 import pytest
 
 from sessionspec.conformance.contract import BackendUnavailable, Session, SessionStore
+from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.validation import INT64_MAX, INT64_MIN, dump_json
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=BaseException)
+T = TypeVar("T")
 
 # ---------------------------------------------------------------- ID-2: literal ids and owners
 _NFC_E = "\u00e9"  # é, one code point
@@ -298,3 +300,15 @@ async def raises(error: type[E], call: Awaitable[object], explain: str) -> E:
     except Exception as exc:
         pytest.fail(f"{explain} It raised {type(exc).__name__}: {exc} instead of {error.__name__}.", pytrace=False)
     pytest.fail(f"{explain} It returned {short(result)} instead of raising {error.__name__}.", pytrace=False)
+
+
+async def setting_up(clause_id: str, what: str, call: Awaitable[T], see: tuple[str, ...]) -> T:
+    """A step that only prepares ``clause_id``'s check: if it fails, the report says so and names the
+    clause(s) ``see`` that own the failing behaviour ("could not set up LC-2: ... — see TTL-1"), and
+    the verdict goes to them, never to ``clause_id``, whose check did not run."""
+    try:
+        return await call
+    except Exception as exc:
+        raise ClauseViolation(see[0], f"could not set up {clause_id}: {what} raised {type(exc).__name__}"
+                              f"{': ' + short(str(exc), 80) if str(exc) else ''} — see {' / '.join(see)}",
+                              see[1:]) from exc
