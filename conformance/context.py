@@ -20,10 +20,14 @@ from .contract import SessionStore
 from .results import NOT_APPLICABLE
 from .targets import Target, open_store
 
-__all__ = ["OPEN_TIMEOUT", "SuiteContext", "new_namespace"]
+__all__ = ["OPEN_TIMEOUT", "BackendRestartFailed", "SuiteContext", "new_namespace"]
 
 T = TypeVar("T")
 OPEN_TIMEOUT = 30.0
+
+
+class BackendRestartFailed(RuntimeError):
+    """start_backend failed twice: every later test would meet a dead backend, so the run stops (void)."""
 
 
 def new_namespace() -> str:
@@ -48,6 +52,10 @@ class SuiteContext:
         self.artifacts: dict[str, Any] = {}
         self._stack = contextlib.AsyncExitStack()
         self._backend_stopped = False
+        self.backend_dead: str | None = None
+        """Set when start_backend failed twice: the plugin stops the run and says why."""
+        self.backend_note: str | None = None
+        """Set when start_backend failed once and a second try brought the backend back."""
 
     # -- lifecycle (driven by the plugin) --------------------------------------------
     async def open(self) -> None:
@@ -100,8 +108,20 @@ class SuiteContext:
         await _maybe_await(self.target.stop_backend())
 
     async def start_backend(self) -> None:
+        """Bring the backend back; one retry, and if that fails too the run is void (BackendRestartFailed)."""
         assert self.target.start_backend is not None
-        await _maybe_await(self.target.start_backend())
+        try:
+            await _maybe_await(self.target.start_backend())
+        except Exception as first:
+            try:
+                await _maybe_await(self.target.start_backend())
+            except Exception as exc:
+                self.backend_dead = (f"start_backend failed twice ({type(first).__name__}: {first}; then "
+                                     f"{type(exc).__name__}: {exc}); the backend is down")
+                self._backend_stopped = False  # no third try in close()
+                raise BackendRestartFailed(self.backend_dead) from exc
+            self.backend_note = f"start_backend failed once ({type(first).__name__}: {first}) and was retried"
+            self.attach("backend", self.backend_note)
         self._backend_stopped = False
 
     async def raw_ttl(self, id: str) -> float | None:

@@ -45,6 +45,8 @@ class RunState:
     timeout: float = DEFAULT_TIMEOUT
     outcomes: list[TestOutcome] = field(default_factory=list)
     owns_target: bool = True
+    errors: list[str] = field(default_factory=list)
+    """Problems outside any test that void the run (a backend that could not be restarted)."""
     replay: dict[str, str] = field(default_factory=dict)
     """Model-check variant -> the recorded sequence to replay (``--replay core:BLOB``)."""
     listeners: list[Callable[[str, Any], None]] = field(default_factory=list)
@@ -253,6 +255,7 @@ def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
     except BaseException:
         context.runner.close()
         raise
+    request.node.stash[_ARTIFACTS] = context.artifacts  # the same dict: what the test attaches reaches its report
     try:
         yield context
     finally:
@@ -261,6 +264,12 @@ def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
         finally:
             context.runner.close()
             request.node.stash[_ARTIFACTS] = context.artifacts
+            if context.backend_dead:
+                why = (f"{request.node.name}: {context.backend_dead}. The run stopped here and is void: every later "
+                       "test would have met a dead backend and blamed the store for it. Fix the start_backend "
+                       "hook (or the server) and run again.")
+                state.errors.append(why)
+                request.session.shouldstop = why
 
 
 _ARTIFACTS = pytest.StashKey[dict[str, Any]]()

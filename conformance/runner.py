@@ -66,8 +66,10 @@ def run_suite(
                 code = pytest.main([*args, "-q", "--no-header", "-rN"] if quiet else args)
         finally:
             plugin._PENDING.clear()
-        errors = []
-        if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+        errors = list(state.errors)
+        if state.errors:
+            pass  # the run was stopped on purpose; pytest's INTERRUPTED says nothing more
+        elif code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
             errors.append(f"pytest ended with {pytest.ExitCode(code).name}:\n{sink.getvalue()[-4000:]}")
         elif code == pytest.ExitCode.OK and not state.outcomes:
             errors.append("no test ran")
