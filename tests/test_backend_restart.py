@@ -31,7 +31,7 @@ def test_a_backend_that_cannot_be_restarted_stops_and_voids_the_run() -> None:
 
 
 def test_a_restart_that_works_on_the_second_try_goes_on_and_says_so() -> None:
-    target, calls = _target(fails=1)
+    target, _ = _target(fails=1)
     result = run_suite(target, clauses=["FL-2", "LC-1"])
     assert not result.errors, result.errors
     assert any(t.artifacts.get("backend", "").startswith("start_backend failed once") for t in result.tests)
