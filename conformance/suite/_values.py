@@ -267,16 +267,24 @@ def bullets(lines: list[str], limit: int = 12) -> str:
 
 
 async def refusal(label: str, call: Awaitable[object], error: type[BaseException], *,
-                  limit: float | None = None) -> str | None:
+                  limit: float | None = None, wrong_type: bool = False) -> str | None:
     """None if ``call`` raised ``error`` (within ``limit`` seconds); else one line saying what it did instead.
 
-    A BackendUnavailable is called out: the argument reached the backend before it was validated.
+    ``wrong_type``: the argument is of the wrong type altogether (bytes for an id, a list for a ttl), so a
+    TypeError is as clear a refusal as ``error`` (a ValueError). A BackendUnavailable is called out: the
+    argument reached the backend before it was validated.
     """
     try:
         async with asyncio.timeout(limit):
             result = await call
     except error:
         return None
+    except NotImplementedError:
+        raise  # a missing operation is one verdict for the whole run (the plugin says so), not a refusal
+    except TypeError as exc:
+        if wrong_type:
+            return None
+        return f"{label}: raised TypeError: {short(str(exc), 60)}, not {error.__name__}"
     except BackendUnavailable:
         return f"{label}: BackendUnavailable, so it reached the backend before being validated"
     except Exception as exc:

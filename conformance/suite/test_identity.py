@@ -265,7 +265,8 @@ async def test_invalid_ids_and_owners_are_refused_and_nothing_is_written(ctx: Su
     expected = await _sentinels(store)
     count_before = await store.count() if ctx.claims("listing") else None
     values = [*INVALID_IDS, *([("None", None)] if op.none_is_invalid else [])]
-    found = [await refusal(f"{label} {short(bad, 24)}", op.call(store, bad), InvalidSessionId) for label, bad in values]
+    found = [await refusal(f"{label} {short(bad, 24)}", op.call(store, bad), InvalidSessionId,
+                           wrong_type=not isinstance(bad, str)) for label, bad in values]
     failures = [f for f in found if f]
     assert not failures, (
         f"ID-3: {operation} must raise InvalidSessionId (a ValueError) for every invalid id/owner, before any "
@@ -311,7 +312,8 @@ async def test_invalid_ttls_are_refused_and_nothing_changes(ctx: SuiteContext, o
     store = ctx.store
     session = await store.create({"x": 0}, id="ttl0", ttl=600)
     expected: dict[str, Session | None] = {"ttl0": session, "ttl0-new": None}
-    found = [await refusal(f"ttl={label}", TTL_OPERATIONS[operation](store, "ttl0", bad), InvalidTtl)
+    found = [await refusal(f"ttl={label}", TTL_OPERATIONS[operation](store, "ttl0", bad), InvalidTtl,
+                           wrong_type=isinstance(bad, bool) or not isinstance(bad, int | float))
              for label, bad in INVALID_TTLS]
     failures = [f for f in found if f]
     assert not failures, (
