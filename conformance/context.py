@@ -12,11 +12,14 @@ import contextlib
 import inspect
 import uuid
 from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from .contract import SessionStore
+
+if TYPE_CHECKING:
+    from .faultproxy import FaultProxy
 from .results import NOT_APPLICABLE
 from .targets import Target, open_store
 
@@ -123,6 +126,26 @@ class SuiteContext:
             self.backend_note = f"start_backend failed once ({type(first).__name__}: {first}) and was retried"
             self.attach("backend", self.backend_note)
         self._backend_stopped = False
+
+    async def proxied_store(self) -> tuple[SessionStore, FaultProxy]:
+        """A further store instance whose connections run through a FaultProxy in front of the real server
+        (n/a when the target names no TCP address): FL-1 black-holes it to meet a stalled backend."""
+        from dataclasses import replace
+
+        from .faultproxy import FaultProxy
+
+        if self.target.backend_address is None or self.target.via_port is None:
+            pytest.skip(f"{NOT_APPLICABLE}: the target names no TCP server address to put a fault proxy in front "
+                        "of (a factory module can black-hole its own backend: stop_backend = proxy.set_mode('stall'),"
+                        " docs/plugging-in.md)")
+        proxy = await asyncio.to_thread(FaultProxy.start, *self.target.backend_address)
+        self._stack.callback(proxy.close)
+        proxied = replace(self.target, factory=self.target.via_port(proxy.port))
+        store = await asyncio.wait_for(self._stack.enter_async_context(open_store(proxied, self.namespace)),
+                                       OPEN_TIMEOUT)
+        # runs before the store closes (the stack unwinds last-in first): a store never closes into a black hole
+        self._stack.push_async_callback(asyncio.to_thread, proxy.set_mode, "pass")
+        return store, proxy
 
     async def raw_ttl(self, id: str) -> float | None:
         """The remaining TTL the backend itself holds for ``id`` (None = no expiry; KeyError if absent)."""

@@ -241,10 +241,25 @@ class PostgresStore:
         if not self._ready:
             await self._ensure_schema()
         try:
+            waited_from = time.monotonic()
             await self._gate.enter()
             try:  # the gate admitted us, so a connection is free (or connecting, under its own timeout)
-                async with self.pool.acquire() as conn:
-                    result = await getattr(conn, method)(query, *args, timeout=self.timeout)
+                # A turn handed over by a call that just timed out is no sign of life: the budget runs from
+                # the last completed call (or our arrival), so a stalled server fails queued calls in time too.
+                budget = min(self.timeout, max(self._progress, waited_from) + self.timeout - time.monotonic())
+                if budget <= 0:
+                    raise TimeoutError
+                conn = await self.pool.acquire(timeout=budget)
+                try:
+                    result = await getattr(conn, method)(query, *args, timeout=budget)
+                except (TimeoutError, asyncio.CancelledError, *UNAVAILABLE):
+                    # After a deadline asyncpg sends a cancel request on a new connection and release()
+                    # waits for it with no timeout; a stalled server (partition, paused VM) never answers
+                    # it. Drop the connection instead: the pool opens a fresh one, FL-1's bound holds.
+                    conn.terminate()
+                    raise
+                finally:
+                    await self.pool.release(conn)
             finally:
                 self._gate.leave()
         except TimeoutError as exc:

@@ -123,6 +123,29 @@ async def test_every_operation_raises_backend_unavailable_quickly_when_the_backe
     )
 
 
+@clause("FL-1")
+async def test_every_operation_raises_backend_unavailable_quickly_when_the_backend_stalls(ctx: SuiteContext) -> None:
+    """Black-holed (connections held, no byte answered: a partition, a paused VM): BackendUnavailable within 5 s,
+    not a hang. A client with no socket timeout and no deadline passes the refused-connection test above and
+    hangs here."""
+    store, proxy = await ctx.proxied_store()
+    session = await store.create({"n": 0}, ttl=600)
+    await asyncio.to_thread(proxy.set_mode, "stall")
+    try:
+        ops = _operations(store, session.id, ctx.claims("listing"))
+        outcomes = await asyncio.gather(*(_outcome(call) for call in ops.values()))
+    finally:
+        await asyncio.to_thread(proxy.set_mode, "pass")
+    ctx.attach("FL-1 (stalled) seconds per operation",
+               {name: round(o.span.seconds, 3) for name, o in zip(ops, outcomes, strict=True)})
+    failures = [f for name, o in zip(ops, outcomes, strict=True) if (f := _outage_failure(name, o))]
+    assert not failures, (
+        f"FL-1: with the backend stalled (connections accepted, nothing answered) every operation must raise "
+        f"BackendUnavailable within {FL_BOUND:g} s: bound every call with a deadline (a socket timeout or "
+        "asyncio.timeout around the whole call, the pool's acquire and release included):" + bullets(failures)
+    )
+
+
 async def _eventually(what: str, call: Call, deadline: float) -> Any:
     """Retry ``call`` while it raises BackendUnavailable (reconnection), with short backoff, until ``deadline``."""
     pause = 0.02
