@@ -35,11 +35,17 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Literal
 
-__all__ = ["MODES", "FaultProxy", "Mode"]
+__all__ = ["MODES", "FaultProxy", "Mode", "switches"]
 
 Mode = Literal["pass", "refuse", "reset", "stall"]
 MODES: tuple[Mode, ...] = ("pass", "refuse", "reset", "stall")
 _CHUNK = 65536
+_SWITCHES = [0]
+
+
+def switches() -> int:
+    """How many times any proxy in this process changed mode: FL-3 tells a proxy flip from a real restart."""
+    return _SWITCHES[0]
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
@@ -81,6 +87,7 @@ class FaultProxy:
         """Switch the fault; returns once new connections see it and old ones were dealt with."""
         if mode not in MODES:
             raise ValueError(f"unknown fault mode {mode!r}; choose one of {', '.join(MODES)}")
+        _SWITCHES[0] += 1
         self._call(self._switch(mode))
 
     def close(self) -> None:

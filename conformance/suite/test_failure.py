@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sessionspec.conformance import faultproxy
 from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import (
@@ -222,8 +223,12 @@ async def test_live_sessions_survive_a_backend_restart(ctx: SuiteContext) -> Non
     await store.delete(gone.id)
     before: dict[str, Session | None] = {sid: await store.get(sid) for sid in (permanent.id, written.id, touched.id)}
     before[gone.id] = None
+    flips = faultproxy.switches()
     await ctx.stop_backend()
     await ctx.start_backend()
+    if faultproxy.switches() != flips:
+        pytest.skip(f"{NOT_APPLICABLE}: stop_backend/start_backend only flipped a fault proxy, so the data never "
+                    "left the running server; FL-3 (durability) needs hooks that stop and restart the real server")
     await _eventually("get()", lambda: store.get(permanent.id), time.monotonic() + RECOVERY_LIMIT)
     changed = await disturbed(store, before)
     assert not changed, (
