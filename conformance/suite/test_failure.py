@@ -10,6 +10,7 @@ backdoor after such cancellations: a key written without its expiry lives foreve
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -351,7 +352,7 @@ PLAIN_CLAUSES: dict[str, tuple[str, ...]] = {
 async def _uncancelled(store: SessionStore, name: str, spec: Cancellable) -> None:
     """FL-4's premise: uninterrupted, the call gives exactly the new session. If not, blame the plain clause."""
     sid = f"fl4-plain-{name.split('(')[0].replace(' ', '-')}"
-    before = None if spec.old is None else await store.create(spec.old, id=sid, ttl=600)
+    before = None if spec.old is None else await store.create(copy.deepcopy(spec.old), id=sid, ttl=600)
     try:
         result = await spec.call(store, sid)
     except Exception as exc:
@@ -371,7 +372,7 @@ async def _cancelled_writes(store: SessionStore, name: str, spec: Cancellable) -
     failures: list[str] = []
     for n, (how, cancel) in enumerate(CANCELLATIONS.items()):
         sid = f"fl4-{name.split('(')[0].replace(' ', '-')}-{n}"
-        before = None if spec.old is None else await store.create(spec.old, id=sid, ttl=600)
+        before = None if spec.old is None else await store.create(copy.deepcopy(spec.old), id=sid, ttl=600)
         ended = await cancel(lambda: spec.call(store, sid))  # noqa: B023 - awaited right here
         after = await store.get(sid)
         problem = _whole(spec, before, after, ended)
@@ -497,7 +498,7 @@ async def test_data_and_its_expiry_are_written_in_one_step(ctx: SuiteContext) ->
         for n, (how, cancel) in enumerate(CANCELLATIONS.items()):
             sid = f"hy3-{i}-{n}"
             if spec.old is not None:
-                await store.create(spec.old, id=sid, ttl=spec.old_ttl)
+                await store.create(copy.deepcopy(spec.old), id=sid, ttl=spec.old_ttl)
             await cancel(lambda: spec.call(store, sid))  # noqa: B023 - awaited right here
             got = await store.get(sid)
             seen = await _raw(raw_ttl, store, sid)

@@ -7,6 +7,7 @@ existing list as it is, and increases the version like any other append.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Awaitable
 from typing import Any
@@ -193,7 +194,8 @@ NON_LISTS = {"null": None, "object": {"a": [1]}, "empty-object": {}, "string": "
 @clause("MG-5")
 @pytest.mark.parametrize("value", NON_LISTS.values(), ids=NON_LISTS.keys())
 async def test_append_onto_a_non_list_raises_invalid_state_and_changes_nothing(ctx: SuiteContext, value: Any) -> None:
-    session = await ctx.store.create({"k": value, "other": 1}, ttl=TTL)
+    # a copy: a store that keeps the caller's objects must not change this module's table for the next run
+    session = await ctx.store.create({"k": copy.deepcopy(value), "other": 1}, ttl=TTL)
     await refused(ctx, session, ctx.store.append(session.id, "k", [1]), InvalidState, "MG-5",
                   f"append onto the value {value!r} (not a list; null included)")
 
