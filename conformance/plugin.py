@@ -211,7 +211,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state = config.stash.get(STATE, None)
     if state is None:
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     replayed = {REPLAY_TESTS[v] for v in state.replay}
     for item in items:
         ids = _clauses_of(item)

@@ -353,12 +353,12 @@ async def _uncancelled(store: SessionStore, name: str, spec: Cancellable) -> Non
     """FL-4's premise: uninterrupted, the call gives exactly the new session. If not, blame the plain clause."""
     sid = f"fl4-plain-{name.split('(')[0].replace(' ', '-')}"
     before = None if spec.old is None else await store.create(copy.deepcopy(spec.old), id=sid, ttl=600)
+    result: object = None
+    error: Exception | None = None
     try:
         result = await spec.call(store, sid)
     except Exception as exc:
-        result, error = None, exc
-    else:
-        error = None
+        error = exc
     after = await store.get(sid)
     problem = _whole(spec, before, after, Interrupted(result=result, completed=error is None, error=error))
     if problem:
