@@ -90,7 +90,9 @@ def _indented(text: str, style: str = "") -> Text:
     return Text("\n".join(f"    {line}" for line in clean(text).splitlines()), style=style)
 
 
-_NOISE = re.compile(r"\s*(\+\s+where |Use -v to get|Full diff:|At index \d+ diff:|assert not [\[{(])")
+_NOISE = re.compile(r"\s*(\+\s+where |Use -v to get|Full diff:|At index \d+ diff:|assert not [\[{(]|Omitting \d+ "
+                    r"identical|Differing attributes:|\[.*'\]$|Drill down into|\.\.\.Full output truncated|"
+                    r"[a-z_]+: .* != .*\.\.\.$)")
 """pytest's assertion-introspection lines: the suite's own message already says what differs."""
 MAX_LINES_PER_CLAUSE = 30
 """Terminal lines per failing clause; the rest (histories, long lists, tracebacks) is in the JSON report."""

@@ -28,6 +28,7 @@ from sessionspec.conformance.contract import (
     Session,
     SessionStore,
 )
+from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.validation import json_path
 
 from ._values import ROUND_TRIPS, RoundTrip, bullets, describe_change, json_diff, refusal, short
@@ -241,14 +242,26 @@ async def _refusals(store: SessionStore, operation: str, bads: Sequence[Bad]) ->
         after = await store.get(f"{sid}-new" if write.creates else sid)
         want = None if write.creates else session
         if repr(after) != repr(want):  # repr: a stored NaN equals itself here ("expected nan, got nan" is no news)
-            failures.append(f"{what}: the refused {operation} changed the store: {describe_change(want, after)}")
+            failures.append(f"{what}: the refused {operation} changed the store: {describe_change(want, after)}"
+                            + (CHANGED_MARK if operation in ALL_OR_NOTHING else ""))
             if after is not None and not write.creates:
                 session = after
     return failures
 
 
+CHANGED_MARK = " [partial write]"
+ALL_OR_NOTHING = {"apply": "MG-1", "append": "MG-5"}
+"""A refused apply/append that still wrote part of its change breaks its own all-or-nothing clause first."""
+
+
 def _refusal_message(clause_id: str, operation: str, rule: str, failures: list[str]) -> str:
-    return f"{clause_id}: {operation}() {rule}:" + bullets(failures)
+    partial = [f.removesuffix(CHANGED_MARK) for f in failures if f.endswith(CHANGED_MARK)]
+    if partial and len(partial) == len(failures):  # refused as it must, but half-written: apply/append's own rule
+        owner = ALL_OR_NOTHING[operation]
+        raise ClauseViolation(owner, f"{owner}: {operation}() refused the value with InvalidState as it must, but "
+                              "had already written part of the change; it must be all or nothing:"
+                              + bullets(partial), (clause_id,))
+    return f"{clause_id}: {operation}() {rule}:" + bullets([f.removesuffix(CHANGED_MARK) for f in failures])
 
 
 @clause("ST-2")
