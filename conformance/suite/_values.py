@@ -292,11 +292,14 @@ async def refusal(label: str, call: Awaitable[object], error: type[BaseException
     return f"{label}: accepted, returned {short(result, 60)}"
 
 
-async def count_unchanged(store: SessionStore, before: int | None, explain: str) -> None:
-    """If a count was taken before (``listing`` is claimed), fail with ``explain`` unless count() still gives it."""
+async def count_unchanged(store: SessionStore, before: int | None, explain: str, *, no_more: bool = False) -> None:
+    """If a count was taken before (``listing`` is claimed), fail with ``explain`` unless count() still gives it.
+
+    ``no_more``: only a rise is this clause's failure (a drop, e.g. expired records swept on access by a
+    count that wrongly included them, is LS-2's and TTL-4's business)."""
     if before is not None:
         after = await store.count()
-        assert after == before, f"{explain}: count() went from {before} to {after}."
+        assert (after <= before) if no_more else (after == before), f"{explain}: count() went from {before} to {after}."
 
 
 async def raises(error: type[E], call: Awaitable[object], explain: str) -> E:
@@ -320,3 +323,22 @@ async def setting_up(clause_id: str, what: str, call: Awaitable[T], see: tuple[s
         raise ClauseViolation(see[0], f"could not set up {clause_id}: {what} raised {type(exc).__name__}"
                               f"{': ' + short(str(exc), 80) if str(exc) else ''} — see {' / '.join(see)}",
                               see[1:]) from exc
+
+
+async def owners_kept(store: SessionStore, clause_id: str, *, listing: bool = False) -> None:
+    """Premise of checks that find sessions by owner: create(owner=...) then get() (and count(owner=...), when
+    ``listing``) give the owner back. If not, that is LC-1's (or LS-2's) failure, reported as this clause's
+    setup: "could not check TTL-2: ... — see LC-1", not a second verdict for the same bug."""
+    probe = await store.create({"premise": clause_id}, owner="premise-owner", ttl=600)
+    try:
+        got = await store.get(probe.id)
+        if got is None or got.owner != "premise-owner" or probe.owner != "premise-owner":
+            shown = None if got is None else got.owner
+            raise ClauseViolation("LC-1", f"could not check {clause_id}, which finds sessions by owner: "
+                                  f"create(owner='premise-owner') then get() gives owner {shown!r} — see LC-1")
+        if listing and await store.count(owner="premise-owner") != 1:
+            raise ClauseViolation("LS-2", f"could not check {clause_id}, which counts sessions by owner: "
+                                  "count(owner='premise-owner') right after one create is not 1 — see LS-2",
+                                  ("LC-1",))
+    finally:
+        await store.delete(probe.id)

@@ -37,6 +37,7 @@ from ._values import (
     bullets,
     count_unchanged,
     disturbed,
+    owners_kept,
     refusal,
     short,
 )
@@ -136,6 +137,7 @@ async def _write_everything(store: SessionStore, sid: str) -> Session:
 async def test_tricky_ids_never_reach_another_session(ctx: SuiteContext) -> None:
     """Pattern, injection, case, space and normalisation lookalikes are each their own session."""
     store = ctx.store
+    await owners_kept(store, "ID-2")
     expected: dict[str, Session | None] = {}
     for sid in reversed(TRICKY_IDS):  # victims first: a create that matches patterns would refuse the pattern
         try:
@@ -192,6 +194,7 @@ async def _all_pages(store: SessionStore, owner: str) -> list[str]:
 async def test_owner_filters_match_exactly(ctx: SuiteContext) -> None:
     """Owners are literal too: "a*", "a%", "a_", "A", "a " and NFC/NFD "é" each count only their own."""
     store = ctx.store
+    await owners_kept(store, "ID-2")
     made: dict[str, list[str]] = {}
     for owner, n in OWNER_COUNTS:
         sessions = await asyncio.gather(*(store.create({"owner": owner}, owner=owner) for _ in range(n)))

@@ -217,7 +217,8 @@ async def test_writes_to_a_dead_id_raise_not_found_and_never_bring_it_back(ctx: 
         "create, restore or modify anything: an upserting write lets a request still in flight at logout log "
         "the user back in:" + bullets(failures)
     )
-    await count_unchanged(store, count_before, f"LC-3: refused writes to {end} ids must leave nothing behind")
+    await count_unchanged(store, count_before, f"LC-3: refused writes to {end} ids must leave nothing behind",
+                          no_more=True)
 
 
 # ---------------------------------------------------------------- LC-4

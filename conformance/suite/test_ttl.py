@@ -36,7 +36,7 @@ from ._timing import (
     within,
     write_while_live,
 )
-from ._values import bullets, describe_change, short
+from ._values import bullets, describe_change, owners_kept, short
 
 TTL1_PERIOD = 0.4
 TTL2_PERIOD = 0.6
@@ -121,6 +121,7 @@ async def _write_slides(store: SessionStore, name: str, ttl: float) -> None:
 
 async def _reads_do_not_slide(store: SessionStore, ttl: float, listing: bool) -> None:
     """Poll with get (and list/count) all through the period: the session still expires on time."""
+    await owners_kept(store, "TTL-2", listing=listing)
     created, c = await timed(store.create({"n": 0}, owner="polled", ttl=ttl))
     step = ttl / 6
     at = c.end
@@ -267,6 +268,7 @@ async def _listed(store: SessionStore, owner: str | None) -> list[str]:
 async def test_expired_sessions_are_invisible_to_every_operation(ctx: SuiteContext) -> None:
     """After expiry: get None, absent from list and count, writes raise SessionNotFound, delete is False."""
     store = ctx.store
+    await owners_kept(store, "TTL-4")
     live = {s.id for s in [await store.create({"live": i}, owner="o", ttl=600) for i in range(2)]}
     made = [await timed(store.create({"dead": i}, owner="o", ttl=SHORT_TTL)) for i in range(len(EXPIRED_WRITES) + 2)]
     expired = [s.id for s, _ in made]
