@@ -283,15 +283,25 @@ async def test_expired_sessions_are_invisible_to_every_operation(ctx: SuiteConte
             counted = await store.count(owner=owner)
             if counted != len(live):
                 failures.append(f"count(owner={owner!r}) = {counted}, but only {len(live)} sessions are live")
-    for sid, (name, write) in zip(expired, EXPIRED_WRITES.items(), strict=False):
+    # Each check has a control on an id that never existed: a store that gets that wrong too (an upsert, a
+    # delete that always says True) breaks LC-3/LC-4, which say so; TTL-4 blames only what expiry changes.
+    upserted: set[str] = set()
+    for n, (sid, (name, write)) in enumerate(zip(expired, EXPIRED_WRITES.items(), strict=False)):
         try:
             result = await write(store, sid)
-            failures.append(f"{name} of an expired session succeeded (returned {short(result, 50)})")
         except SessionNotFound:
-            pass
-    if (deleted := await store.delete(expired[-2])) is not False:
+            continue
+        try:
+            await write(store, f"ttl4-never-{n}")
+            upserted.add(sid)  # brought back by an upsert, as a never-created id would be: LC-3's bug
+        except SessionNotFound:
+            failures.append(f"{name} of an expired session succeeded (returned {short(result, 50)})")
+        except Exception:
+            failures.append(f"{name} of an expired session succeeded (returned {short(result, 50)})")
+    deleted = await store.delete(expired[-2])
+    if deleted is not False and await store.delete("ttl4-never-deleted") is False:
         failures.append(f"delete of an expired session returned {deleted!r}, not False")
-    for sid in expired:
+    for sid in sorted(set(expired) - upserted):
         got = await store.get(sid)
         if got is not None:
             failures.append(f"get({sid!r}) returns the expired session ({short(got.state)})")
