@@ -25,6 +25,8 @@ async def _roundtrip(port: int, limit: float = 2.0) -> str:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), limit)
     except ConnectionRefusedError:
         return "refused"
+    except ConnectionResetError:  # the reset can land while the connect completes
+        return "reset"
     try:
         writer.write(b"ping")
         await writer.drain()
