@@ -19,7 +19,7 @@ import pytest
 from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import KEEP, Session, SessionInfo, SessionNotFound, SessionStore
-from sessionspec.conformance.results import NOT_APPLICABLE
+from sessionspec.conformance.results import NOT_APPLICABLE, ClauseViolation
 
 from ._timing import (
     GRACE,
@@ -198,6 +198,10 @@ async def test_keep_keeps_the_period_none_makes_permanent_and_a_number_sets_one(
         )
         got = await store.get(previous.id)
         seen = None if got is None else (got.ttl, got.expires_at, got.updated_at)
+        if got is not None and got.ttl == info.ttl and got.updated_at < info.updated_at:
+            raise ClauseViolation("TTL-2", f"TTL-2: {what} returned updated_at {info.updated_at}, but get() shows "
+                                  f"{got.updated_at}: the write did not restart the stored period (every write "
+                                  "slides the expiry)", ("TTL-3",))
         assert seen == (info.ttl, info.expires_at, info.updated_at), (
             f"TTL-3: get() after {what} reports (ttl, expires_at, updated_at) = {seen}, but the write returned "
             f"{(info.ttl, info.expires_at, info.updated_at)}; the period is stored state, not a side effect."
