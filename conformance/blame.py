@@ -112,6 +112,21 @@ def _lingered(call: Call, what: str) -> Blame:
                  f"{what}: its ttl ran out (plus the 0.25 s grace) before the call", ("TTL-4", "TTL-2", "TTL-1"))
 
 
+def _numbers_only_differ(expected: Any, observed: Any) -> bool:
+    """Same shape and keys, and every difference is between two numbers (a float rounded, 1.0 turned into 1)."""
+    if isinstance(expected, bool) or isinstance(observed, bool):
+        return False
+    if isinstance(expected, int | float) and isinstance(observed, int | float):
+        return True
+    if isinstance(expected, dict) and isinstance(observed, dict):
+        return expected.keys() == observed.keys() and all(_numbers_only_differ(expected[k], observed[k])
+                                                          for k in expected)
+    if isinstance(expected, list) and isinstance(observed, list):
+        return len(expected) == len(observed) and all(_numbers_only_differ(e, o)
+                                                      for e, o in zip(expected, observed, strict=True))
+    return bool(expected == observed)
+
+
 def _state_of(output: Any) -> Any:
     return output.get("state") if isinstance(output, dict) else None
 
@@ -139,6 +154,10 @@ def _session_fields(call: Call, expected: Mapping[str, Any], observed: Mapping[s
         if state in seen and state != expected["state"]:
             return Blame("CC-6", f"{call} returned {state!r}, a state the session had before its last write "
                          "(a stale read: every read must see the last write)", ("LC-1", "ST-1"))
+        if _numbers_only_differ(expected["state"], state):
+            return Blame("ST-1", f"{call} returned state {state!r}, not {expected['state']!r}: numbers changed on the "
+                         "way through the store (JSON numbers must round-trip exactly: int64, floats to the last "
+                         "bit)", ("LC-1",))
         last = call if call.f != "get" else next((c for c in reversed(log) if c.f != "get"), call)
         if last.f == "apply":
             return Blame("MG-1", f"{call} returned state {state!r}, not {expected['state']!r}, after {last} "

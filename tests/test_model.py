@@ -274,3 +274,9 @@ def test_an_expired_session_read_back_is_ttl_1_and_a_lost_slid_one_ttl_2() -> No
     t = tracker_with({"a": 1}, ttl=1.0, at=(0.0, 0.001))
     t.observe(Call("touch", "s"), (0.8, 0.801), info("s", 5, ttl=1.0))
     assert _blamed(t, Call("get", "s"), None, at=(1.2, 1.201)) == "TTL-2"
+
+
+def test_a_rounded_float_is_st_1_whatever_the_write() -> None:
+    t = tracker_with({"x": 0.1})
+    assert _blamed(t, Call("apply", "s", {"y": 1.2345678901234567}),
+                   session("s", 6, {"x": 0.1, "y": 1.23456789012346})) == "ST-1"
