@@ -188,6 +188,8 @@ def main() -> None:
 @click.option("--clause", "clause_ids", multiple=True, metavar="ID", callback=_split_ids,
               help="Only check these clauses (repeatable, or comma-separated: --clause CC-3,CC-4).")
 @click.option("-k", "keyword", metavar="EXPR", help="Only run suite tests whose names match (pytest -k syntax).")
+@click.option("--replay", "replay", multiple=True, metavar="VARIANT:BLOB",
+              help="Replay a model-check failure step for step (copy the line its failure prints).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.json",
               help="Write the JSON report (everything the run knew; re-readable).")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.xml",
@@ -216,6 +218,7 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show each failing test's full details (tracebacks, diffs).")
 @click.pass_context
 def check(ctx: click.Context, target: str | None, clause_ids: tuple[str, ...], keyword: str | None,
+          replay: tuple[str, ...],
           report: Path | None, junit: Path | None, markdown: Path | None, divergences: Path | None,
           spec_version: str, timeout: float, require_backends: bool, redis_url: str | None,
           postgres_url: str | None, redis_cluster_url: str | None, list_only: bool, quiet: bool,
@@ -225,6 +228,14 @@ def check(ctx: click.Context, target: str | None, clause_ids: tuple[str, ...], k
         raise click.UsageError("--quiet and --verbose contradict each other; choose one.")
     _check_clause_ids(clause_ids, spec_version)
     _check_keyword(keyword)
+    if replay:
+        from .plugin import parse_replay
+        from .targets import TargetError
+
+        try:
+            parse_replay(replay)
+        except TargetError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--replay'") from None
     if list_only:
         ctx.exit(_list_clauses(spec_version, names=target is not None or verbose))
     ledger = _load_ledger(divergences)
@@ -236,7 +247,7 @@ def check(ctx: click.Context, target: str | None, clause_ids: tuple[str, ...], k
                             redis_cluster_url=redis_cluster_url, require_backends=require_backends)
     console = _console()
     result = _run(console, "memory" if target is None else target, options, clause_ids=clause_ids, keyword=keyword,
-                  spec_version=spec_version, ledger=ledger, timeout=timeout, quiet=quiet)
+                  spec_version=spec_version, ledger=ledger, timeout=timeout, quiet=quiet, replay=replay)
     if not result.tests and not result.errors:
         _fail("no suite test matched the selection (--clause / -k), so nothing was checked and no report "
               "was written. Run 'sessionspec check --list' to see which clauses have tests.")
@@ -260,7 +271,8 @@ def _load_ledger(path: Path | None) -> dict[str, str]:
 
 
 def _run(console: Console, spec: str, options: Any, *, clause_ids: Sequence[str], keyword: str | None,
-         spec_version: str, ledger: dict[str, str], timeout: float, quiet: bool) -> RunResult:
+         spec_version: str, ledger: dict[str, str], timeout: float, quiet: bool,
+         replay: Sequence[str] = ()) -> RunResult:
     """Resolve and run; every way a target can be unusable ends here as exit 2, Ctrl-C as 130."""
     from .progress import progress_for
     from .runner import run_suite
@@ -276,7 +288,7 @@ def _run(console: Console, spec: str, options: Any, *, clause_ids: Sequence[str]
         try:
             with progress_for(console, resolved.spec, quiet=quiet) as listener:
                 result = run_suite(resolved, clauses=clause_ids, keyword=keyword, spec_version=spec_version,
-                                   divergences=ledger, timeout=timeout, listener=listener)
+                                   divergences=ledger, timeout=timeout, listener=listener, replay=replay)
         except TargetError as exc:
             _fail(str(exc))
         except TimeoutError:

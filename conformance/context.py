@@ -12,18 +12,25 @@ import contextlib
 import inspect
 import uuid
 from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from .contract import SessionStore
+
+if TYPE_CHECKING:
+    from .faultproxy import FaultProxy
 from .results import NOT_APPLICABLE
 from .targets import Target, open_store
 
-__all__ = ["OPEN_TIMEOUT", "SuiteContext", "new_namespace"]
+__all__ = ["OPEN_TIMEOUT", "BackendRestartFailed", "SuiteContext", "new_namespace"]
 
 T = TypeVar("T")
 OPEN_TIMEOUT = 30.0
+
+
+class BackendRestartFailed(RuntimeError):
+    """start_backend failed twice: every later test would meet a dead backend, so the run stops (void)."""
 
 
 def new_namespace() -> str:
@@ -36,8 +43,11 @@ class SuiteContext:
 
     store: SessionStore
 
-    def __init__(self, target: Target, capabilities: frozenset[str], *, timeout: float) -> None:
+    def __init__(self, target: Target, capabilities: frozenset[str], *, timeout: float,
+                 replay: dict[str, str] | None = None) -> None:
         self.target = target
+        self.replay: dict[str, str] = dict(replay or {})
+        """Model-check variant -> Hypothesis blob to replay (``sessionspec check --replay``)."""
         self.capabilities = capabilities
         self.timeout = timeout
         self.namespace = new_namespace()
@@ -45,6 +55,10 @@ class SuiteContext:
         self.artifacts: dict[str, Any] = {}
         self._stack = contextlib.AsyncExitStack()
         self._backend_stopped = False
+        self.backend_dead: str | None = None
+        """Set when start_backend failed twice: the plugin stops the run and says why."""
+        self.backend_note: str | None = None
+        """Set when start_backend failed once and a second try brought the backend back."""
 
     # -- lifecycle (driven by the plugin) --------------------------------------------
     async def open(self) -> None:
@@ -97,9 +111,41 @@ class SuiteContext:
         await _maybe_await(self.target.stop_backend())
 
     async def start_backend(self) -> None:
+        """Bring the backend back; one retry, and if that fails too the run is void (BackendRestartFailed)."""
         assert self.target.start_backend is not None
-        await _maybe_await(self.target.start_backend())
+        try:
+            await _maybe_await(self.target.start_backend())
+        except Exception as first:
+            try:
+                await _maybe_await(self.target.start_backend())
+            except Exception as exc:
+                self.backend_dead = (f"start_backend failed twice ({type(first).__name__}: {first}; then "
+                                     f"{type(exc).__name__}: {exc}); the backend is down")
+                self._backend_stopped = False  # no third try in close()
+                raise BackendRestartFailed(self.backend_dead) from exc
+            self.backend_note = f"start_backend failed once ({type(first).__name__}: {first}) and was retried"
+            self.attach("backend", self.backend_note)
         self._backend_stopped = False
+
+    async def proxied_store(self) -> tuple[SessionStore, FaultProxy]:
+        """A further store instance whose connections run through a FaultProxy in front of the real server
+        (n/a when the target names no TCP address): FL-1 black-holes it to meet a stalled backend."""
+        from dataclasses import replace
+
+        from .faultproxy import FaultProxy
+
+        if self.target.backend_address is None or self.target.via_port is None:
+            pytest.skip(f"{NOT_APPLICABLE}: the target names no TCP server address to put a fault proxy in front "
+                        "of (a factory module can black-hole its own backend: stop_backend = proxy.set_mode('stall'),"
+                        " docs/plugging-in.md)")
+        proxy = await asyncio.to_thread(FaultProxy.start, *self.target.backend_address)
+        self._stack.callback(proxy.close)
+        proxied = replace(self.target, factory=self.target.via_port(proxy.port))
+        store = await asyncio.wait_for(self._stack.enter_async_context(open_store(proxied, self.namespace)),
+                                       OPEN_TIMEOUT)
+        # runs before the store closes (the stack unwinds last-in first): a store never closes into a black hole
+        self._stack.push_async_callback(asyncio.to_thread, proxy.set_mode, "pass")
+        return store, proxy
 
     async def raw_ttl(self, id: str) -> float | None:
         """The remaining TTL the backend itself holds for ``id`` (None = no expiry; KeyError if absent)."""

@@ -44,6 +44,7 @@ from .contract import (
     VersionConflict,
 )
 from .linearizability import UNKNOWN, Operation
+from .results import ClauseViolation
 from .validation import (
     validate_changes,
     validate_expected_version,
@@ -435,14 +436,20 @@ _WHOLE_NAMESPACE: Final = frozenset({"list", "count", "purge_expired"})
 
 def _checked(c: Call) -> tuple[Call, frozenset[str]]:
     """Validation first (ID-3, ST-2, TTL-0): the normalised call, or every error its arguments allow."""
-    errors: set[str] = set()
+    fixed, bad = _validated(c)
+    return fixed, frozenset(bad.values())
+
+
+def _validated(c: Call) -> tuple[Call, dict[str, str]]:
+    """The normalised call, and per invalid argument the error it must raise."""
+    bad: dict[str, str] = {}
     fixed: dict[str, Any] = {}
 
     def run(name: str, check: Callable[[Any], Any], value: Any) -> None:
         try:
             fixed[name] = check(value)
         except Exception as exc:
-            errors.add(_error_name(exc))
+            bad[name] = _error_name(exc)
 
     if c.f not in _OPERATIONS:
         raise ValueError(f"unknown operation {c.f!r}; the model knows {sorted(_OPERATIONS)}")
@@ -461,7 +468,7 @@ def _checked(c: Call) -> tuple[Call, frozenset[str]]:
     if c.f == "append":
         run("key", validate_key, c.key)
         run("value", lambda items: validate_items(fixed.get("key", ""), items), c.value)
-    return replace(c, **fixed), frozenset(errors)
+    return replace(c, **fixed), bad
 
 
 def _resolve_expiry(ns: Namespace, ids: list[str], at: Interval) -> list[Namespace]:
@@ -499,6 +506,14 @@ def _settle(ns: Namespace, bindings: dict[str, Any]) -> Namespace:
     return ns
 
 
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
 def _unseen(output: Any) -> bool:
     """UNKNOWN, or BackendUnavailable: the call may or may not have taken effect."""
     return output is UNKNOWN or (isinstance(output, dict) and output.get("error") == "BackendUnavailable")
@@ -532,8 +547,15 @@ def describe_operation(op: Operation) -> str:
 
 
 # -- following a store -------------------------------------------------------------------------
-class ModelMismatch(AssertionError):
-    """The store gave an output no state of the model allows."""
+class ModelMismatch(ClauseViolation):
+    """The store gave an output no state of the model allows; ``clause`` names the rule it breaks."""
+
+    def __init__(self, message: str, clause: str = "LC-1", alternatives: tuple[str, ...] = ()) -> None:
+        super().__init__(clause, message, alternatives)
+
+
+LOG_DEPTH: Final = 12
+"""Calls remembered per id, to tell which rule a mismatch breaks (the last write, an earlier state)."""
 
 
 class Tracker:
@@ -544,17 +566,35 @@ class Tracker:
 
     def __init__(self, default_ttl: float | None = None, *, unique_versions: bool = True) -> None:
         self.states: frozenset[Namespace] = frozenset({Namespace(default_ttl, unique_versions=unique_versions)})
+        self.log: dict[Any, list[Call]] = {}
+        self.seen: dict[Any, list[Any]] = {}
 
     def observe(self, call: Call, at: Interval, output: Any) -> None:
-        """Narrow the model to what ``output`` shows, or raise ModelMismatch saying what was allowed."""
+        """Narrow the model to what ``output`` shows, or raise ModelMismatch naming the clause it breaks."""
         after = frozenset(s for ns in self.states for s in step(ns, call, at, output))
         if _unseen(output):
             after |= self.states  # followed one call at a time, an unseen outcome may also be "never happened"
         if not after:
+            from .blame import assign
+
             allowed = {repr(expected) for ns in self.states for _, expected in predict(ns, call, at)}
-            raise ModelMismatch(f"{call} returned {output!r}, but the contract allows only: "
-                                + " | ".join(sorted(allowed)))
+            key = _hashable(call.id)
+            blame = assign(call, output, at, sorted(self.states, key=repr), self.log.get(key, []),
+                           self.seen.get(key, []))
+            raise ModelMismatch(f"{blame.clause}: {blame.why}.\n{call} returned {output!r}, but the contract "
+                                "allows only: " + " | ".join(sorted(allowed)), blame.clause, blame.alternatives)
         self.states = after
+        self._remember(call, output)
+
+    def _remember(self, call: Call, output: Any) -> None:
+        key = _hashable(call.id)
+        if call.f in _WHOLE_NAMESPACE or key is None:
+            return
+        self.log.setdefault(key, []).append(call)
+        del self.log[key][:-LOG_DEPTH]
+        if isinstance(output, dict) and "state" in output:
+            self.seen.setdefault(key, []).append(output["state"])
+            del self.seen[key][:-LOG_DEPTH]
 
     def ids(self) -> set[str]:
         """Every id that may be live."""

@@ -22,7 +22,7 @@ import pytest
 
 from .clauses import SPEC_VERSIONS, get_clause
 from .context import SuiteContext, new_namespace
-from .results import TestOutcome
+from .results import ClauseViolation, TestOutcome
 from .targets import Target, TargetError, TargetOptions, open_store, resolve_target
 from .worker import POOL
 
@@ -45,6 +45,10 @@ class RunState:
     timeout: float = DEFAULT_TIMEOUT
     outcomes: list[TestOutcome] = field(default_factory=list)
     owns_target: bool = True
+    errors: list[str] = field(default_factory=list)
+    """Problems outside any test that void the run (a backend that could not be restarted)."""
+    replay: dict[str, str] = field(default_factory=dict)
+    """Model-check variant -> the recorded sequence to replay (``--replay core:BLOB``)."""
     listeners: list[Callable[[str, Any], None]] = field(default_factory=list)
     """Progress callbacks: ("collected", n) once, then ("outcome", TestOutcome) per test."""
 
@@ -69,6 +73,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"the spec version whose clauses to check (default {SPEC_VERSIONS[-1]})")
     group.addoption("--sessionspec-timeout", metavar="SECONDS", type=float, default=DEFAULT_TIMEOUT,
                     help="time limit per suite test; a hung store fails the test instead of the run")
+    group.addoption("--sessionspec-replay", metavar="VARIANT:BLOB", action="append", default=[],
+                    help="replay a model-check failure exactly (the line its failure prints)")
     group.addoption("--require-backends", action="store_true", default=False,
                     help="fail, instead of skip, when a Redis/Postgres server cannot be provisioned")
     group.addoption("--redis-url", default=None, help="use this Redis server instead of provisioning one")
@@ -91,11 +97,30 @@ async def probe_capabilities(target: Target) -> frozenset[str]:
         return frozenset(store.capabilities)
 
 
+def parse_replay(values: Iterable[str]) -> dict[str, str]:
+    """``core:BLOB`` / ``atomic:BLOB`` (as a model-check failure prints them) -> {variant: blob}."""
+    replay: dict[str, str] = {}
+    for value in values:
+        variant, _, blob = value.partition(":")
+        if variant not in REPLAY_TESTS or not blob:
+            raise TargetError(f"--replay takes VARIANT:BLOB as a failure prints it, VARIANT one of "
+                              f"{', '.join(REPLAY_TESTS)}; got {value!r}")
+        replay[variant] = blob
+    return replay
+
+
+REPLAY_TESTS = {"core": "test_random_operation_sequences_agree_with_the_model",
+                "atomic": "test_random_sequences_with_expected_versions_agree_with_the_model"}
+"""The model-check test each --replay variant runs."""
+
+
 def prepare_run(target: Target, *, owns_target: bool, spec_version: str = SPEC_VERSIONS[-1],
-                clauses: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT) -> RunState:
+                clauses: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT,
+                replay: Iterable[str] = ()) -> RunState:
     if spec_version not in SPEC_VERSIONS:
         raise TargetError(f"Unknown spec version {spec_version!r}; this sessionspec knows {', '.join(SPEC_VERSIONS)}.")
     selected = frozenset(clauses)
+    replays = parse_replay(replay)
     for cid in selected:
         try:
             get_clause(cid)
@@ -108,7 +133,8 @@ def prepare_run(target: Target, *, owns_target: bool, spec_version: str = SPEC_V
             f"Opening a store for target {target.spec!r} did not finish within 60 s; the factory "
             "or its backend hangs (is the server reachable?)."
         ) from None
-    return RunState(target, capabilities, spec_version, selected or None, timeout, owns_target=owns_target)
+    return RunState(target, capabilities, spec_version, selected or None, timeout, owns_target=owns_target,
+                    replay=replays)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -124,6 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 spec_version=config.getoption("sessionspec_spec_version"),
                 clauses=config.getoption("sessionspec_clause"),
                 timeout=config.getoption("sessionspec_timeout"),
+                replay=config.getoption("sessionspec_replay"),
             )
         except TargetError as exc:
             if target is not None:
@@ -184,9 +211,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     state = config.stash.get(STATE, None)
     if state is None:
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    replayed = {REPLAY_TESTS[v] for v in state.replay}
     for item in items:
         ids = _clauses_of(item)
+        if replayed:
+            (keep if getattr(item, "originalname", item.name) in replayed else drop).append(item)
+            continue
         if not ids:
             keep.append(item)
             continue
@@ -218,12 +250,13 @@ def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
         capability = get_clause(cid).capability
         if capability not in state.capabilities:
             pytest.skip(f"the store does not claim {capability!r} (needed by {cid})")
-    context = SuiteContext(state.target, state.capabilities, timeout=state.timeout)
+    context = SuiteContext(state.target, state.capabilities, timeout=state.timeout, replay=state.replay)
     try:
         context.runner.run(context.open())
     except BaseException:
         context.runner.close()
         raise
+    request.node.stash[_ARTIFACTS] = context.artifacts  # the same dict: what the test attaches reaches its report
     try:
         yield context
     finally:
@@ -232,6 +265,12 @@ def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
         finally:
             context.runner.close()
             request.node.stash[_ARTIFACTS] = context.artifacts
+            if context.backend_dead:
+                why = (f"{request.node.name}: {context.backend_dead}. The run stopped here and is void: every later "
+                       "test would have met a dead backend and blamed the store for it. Fix the start_backend "
+                       "hook (or the server) and run again.")
+                state.errors.append(why)
+                request.session.shouldstop = why
 
 
 _ARTIFACTS = pytest.StashKey[dict[str, Any]]()
@@ -269,17 +308,44 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         status = "skipped" if report.skipped else ("passed" if report.passed else
                                                    ("error" if report.when != "call" else "failed"))
         message, details = _explain(report)
+        missing = _not_implemented(call.excinfo) if report.when == "call" and report.failed else None
+        if missing is not None:
+            # ONE verdict for a missing operation: the run error below; its tests checked nothing
+            status, message = "skipped", f"not checked: the store does not implement {missing}"
+            why = (f"the store raises NotImplementedError from {missing}: create, get, save, apply, append, touch "
+                   "and delete are core operations every store implements (docs/spec.md §5); the tests that "
+                   "need it are reported not checked")
+            if why not in state.errors:
+                state.errors.append(why)
         artifacts: dict[str, Any] = item.stash.get(_ARTIFACTS, {})
         outcome = TestOutcome(
             nodeid=item.nodeid, name=item.name, clauses=ids, status=status,  # type: ignore[arg-type]
             duration=report.duration, message=message, details=details,
-            artifacts=dict(artifacts),
+            artifacts=dict(artifacts), blame=_blame(call.excinfo.value if call.excinfo else None),
         )
         if report.when == "teardown":  # a teardown error replaces the call's verdict
             state.outcomes[:] = [o for o in state.outcomes if o.nodeid != item.nodeid]
         state.outcomes.append(outcome)
         state.emit("outcome", outcome)
     return report
+
+
+def _not_implemented(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
+    """``apply()`` when a test failed because the store raised NotImplementedError from apply."""
+    if excinfo is None or not isinstance(excinfo.value, NotImplementedError):
+        return None
+    store_methods = {"create", "get", "save", "apply", "append", "touch", "delete", "list", "count", "purge_expired"}
+    names = [entry.name for entry in excinfo.traceback if entry.name in store_methods]
+    return f"{names[-1]}()" if names else "an operation"
+
+
+def _blame(error: BaseException | None) -> tuple[str, ...]:
+    """The clause(s) a failure names itself (a ClauseViolation, possibly inside an exception group)."""
+    if isinstance(error, ClauseViolation):
+        return error.blame
+    if isinstance(error, BaseExceptionGroup):
+        return next((b for e in error.exceptions if (b := _blame(e))), ())
+    return ()
 
 
 def _explain(report: pytest.TestReport) -> tuple[str, str]:
@@ -291,5 +357,7 @@ def _explain(report: pytest.TestReport) -> tuple[str, str]:
         return reason.removeprefix("Skipped: "), ""
     crash = getattr(longrepr, "reprcrash", None)
     message = crash.message if crash is not None else str(longrepr).strip().splitlines()[-1]
-    return message.removeprefix("Failed: "), report.longreprtext
+    for prefix in ("Failed: ", "sessionspec.conformance.results.ClauseViolation: ", "ClauseViolation: "):
+        message = message.removeprefix(prefix)
+    return message, report.longreprtext
 

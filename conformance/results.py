@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ __all__ = [
     "NOT_APPLICABLE",
     "ClauseResult",
     "ClauseVerdict",
+    "ClauseViolation",
     "LedgerError",
     "RunResult",
     "TestOutcome",
@@ -36,6 +37,30 @@ ClauseVerdict = Literal[
     "pass", "fail", "skip", "n/a", "divergence", "stale-divergence", "planned", "not-run"
 ]
 FAILING: frozenset[str] = frozenset({"fail", "stale-divergence"})
+PARTIAL_LEVEL = "not determined (partial run)"
+LEVEL_CAPABILITIES: dict[str, set[str]] = {
+    "core": {"core"}, "core+atomic": {"core", "atomic"}, "full": {"core", "atomic", "listing", "shared", "durable"}}
+"""What each level vouches for: its not-checked clauses are named beside it."""
+SHARED_RUN = "[shared"
+"""The parameter id of the CC tests' cross-process variant (test_concurrency.TOPOLOGIES)."""
+
+
+class ClauseViolation(AssertionError):
+    """A failed check that knows which clause it breaks: the verdict goes to that clause only.
+
+    ``alternatives`` are the other clauses the same observation may break, most likely first
+    (an expired session read back breaks TTL-1, or TTL-2 if reads slid it): when one of them
+    also fails its own tests, the failure is counted there instead, so one bug is blamed once.
+    """
+
+    def __init__(self, clause: str, message: str, alternatives: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.clause = clause
+        self.alternatives = alternatives
+
+    @property
+    def blame(self) -> tuple[str, ...]:
+        return (self.clause, *(c for c in self.alternatives if c != self.clause))
 
 
 class LedgerError(Exception):
@@ -58,6 +83,9 @@ class TestOutcome:
     details: str = ""
     """The longer failure text (assertion diff, traceback tail)."""
     artifacts: dict[str, Any] = field(default_factory=dict)
+    blame: tuple[str, ...] = ()
+    """For a failure that named the clause it breaks (a ClauseViolation): that clause, then the
+    others the same observation may break. Empty: the failure counts against the test's clauses."""
 
 
 @dataclass(slots=True)
@@ -87,23 +115,48 @@ class RunResult:
     """Clause IDs the run was narrowed to (--clause / -k); None means all."""
     errors: list[str] = field(default_factory=list)
     """Problems outside any test (collection errors, internal errors): they fail the run."""
+    partial: bool = False
+    """Narrowed (--clause, -k, --replay): no level can be determined from it."""
 
     @property
     def clauses(self) -> list[ClauseResult]:
-        # A test naming several clauses (the stateful model check) cannot tell which one its
-        # failure breaks. When some of them also fail their own dedicated tests, the failure is
-        # explained there, so it counts against those clauses only, not against every one named.
-        dedicated_failures = {
-            t.clauses[0] for t in self.tests if len(t.clauses) == 1 and t.status in ("failed", "error")
-        }
         by_clause: dict[str, list[TestOutcome]] = {}
+        own = self._own_failures()
         for test in self.tests:
-            ids = test.clauses
-            if len(ids) > 1 and test.status in ("failed", "error") and dedicated_failures & set(ids):
-                ids = tuple(cid for cid in ids if cid in dedicated_failures)
-            for cid in ids:
+            counted = self.counted_against(test, own)
+            for cid in counted:
                 by_clause.setdefault(cid, []).append(test)
+            if test.blame and test.status in ("failed", "error"):
+                # blamed on another clause: for its own clauses the test checked nothing
+                unchecked = replace(test, status="skipped", blame=(),
+                                    message=f"not checked: {test.message.splitlines()[0] if test.message else ''}")
+                for cid in test.clauses:
+                    if cid not in counted and (self.selected is None or cid in self.selected):
+                        by_clause.setdefault(cid, []).append(unchecked)
         return [self._verdict(c, by_clause.get(c.id, [])) for c in clauses_for(self.spec_version)]
+
+    def counted_against(self, test: TestOutcome, own: set[str] | None = None) -> tuple[str, ...]:
+        """The clauses whose verdict ``test`` counts in: a clause's verdict comes only from its own tests.
+
+        A failure that names the clause it breaks (the model checks) counts against that one
+        clause (or an alternative that also fails its own tests), never against every clause the
+        test exercises, and not for them either: the sequence stopped before it proved them. A
+        run narrowed by --clause counts a test only for the selected clauses.
+        """
+        ids = test.clauses
+        if test.status in ("failed", "error") and (test.blame or len(ids) > 1):
+            own = self._own_failures() if own is None else own
+            if test.blame:
+                ids = (next((c for c in test.blame if c in own), test.blame[0]),)
+            else:
+                ids = tuple(cid for cid in ids if cid in own) or ids
+        if self.selected is not None:
+            ids = tuple(cid for cid in ids if cid in self.selected)
+        return ids
+
+    def _own_failures(self) -> set[str]:
+        """Clauses failed by a test that names only them (their dedicated tests)."""
+        return {t.clauses[0] for t in self.tests if len(t.clauses) == 1 and t.status in ("failed", "error")}
 
     def _verdict(self, clause: Clause, tests: list[TestOutcome]) -> ClauseResult:
         claimed = clause.capability in self.capabilities
@@ -111,9 +164,12 @@ class RunResult:
         if not tests:
             if clause.status == "planned":
                 return ClauseResult(clause, "planned", tests, "tests arrive in a later release", claimed)
-            why = "no suite test for this clause" if self.selected is None else "not selected in this run"
+            why = "not selected in this run" if self.selected is not None or self.partial else \
+                "no suite test for this clause"
             return ClauseResult(clause, "not-run", tests, why, claimed)
-        failed = [t for t in tests if t.status in ("failed", "error")]
+        failed = sorted((t for t in tests if t.status in ("failed", "error")),
+                        key=lambda t: (t.clauses != (clause.id,), len(t.clauses)))
+        """Its dedicated tests first: their message says what to fix in this clause's terms."""
         passed = [t for t in tests if t.status == "passed"]
         if failed:
             if ledger is not None:
@@ -142,26 +198,52 @@ class RunResult:
 
     @property
     def level(self) -> str:
-        """``none``, ``core``, ``core+atomic`` or ``full`` (every capability claimed and passed)."""
-        results = self.clauses
+        """``none``, ``core``, ``core+atomic`` or ``full``, naming what it could not check.
 
-        def holds(capability: str) -> bool:
-            if capability not in self.capabilities:
-                return False
+        A level is earned only by clauses that ran and passed: an ``n/a`` clause (FL-* without
+        backend hooks, HY-* without a view of the server) does not fail it, but is named as not
+        checked, e.g. ``core+atomic (FL-1, FL-2, HY-3 not checked)``; ``full`` needs durable,
+        listing and shared checked, not merely not failed. A narrowed run earns no level.
+        """
+        if self.partial or self.selected is not None:
+            return PARTIAL_LEVEL
+        earned = self.earned_capabilities
+        if "core" not in earned:
+            return "none"
+        name = "core"
+        if "atomic" in earned:
+            name = "full" if {"listing", "shared", "durable"} <= earned else "core+atomic"
+        unchecked = self.unchecked(LEVEL_CAPABILITIES[name])
+        return f"{name} ({', '.join(unchecked)} not checked)" if unchecked else name
+
+    @property
+    def earned_capabilities(self) -> set[str]:
+        """Claimed capabilities that hold: every active clause passed or n/a, and at least one checked."""
+        results = self.clauses
+        earned = set()
+        for capability in self.capabilities:
             mine = [c for c in results if c.clause.capability == capability and c.clause.status == "active"]
             if not mine:
-                # `shared` has no clauses of its own: it is the other clauses run across
-                # instances and processes, so it holds when nothing at all failed.
-                return not any(c.failing or c.verdict == "divergence" for c in results)
-            return all(c.verdict in ("pass", "n/a") for c in mine) and any(c.verdict == "pass" for c in mine)
+                # `shared` has no clauses of its own: it is the other clauses run across instances and
+                # processes, so it holds when nothing failed and those runs happened (not all skipped).
+                if not any(c.failing or c.verdict == "divergence" for c in results) and self.shared_runs_passed:
+                    earned.add(capability)
+                continue
+            if all(c.verdict in ("pass", "n/a") for c in mine) and any(c.verdict == "pass" for c in mine):
+                earned.add(capability)
+        return earned
 
-        if not holds("core"):
-            return "none"
-        if not holds("atomic"):
-            return "core"
-        if all(holds(cap) for cap in ("listing", "shared", "durable")):
-            return "full"
-        return "core+atomic"
+    @property
+    def shared_runs_passed(self) -> bool:
+        return any(t.status == "passed" and SHARED_RUN in t.name for t in self.tests)
+
+    def unchecked(self, capabilities: set[str]) -> list[str]:
+        """Active clauses of these capabilities that were not checked (n/a, skipped, or no test)."""
+        missing = [c.clause.id for c in self.clauses if c.clause.capability in capabilities
+                   and c.clause.status == "active" and c.verdict in ("n/a", "skip", "not-run")]
+        if "shared" in capabilities and "shared" in self.capabilities and not self.shared_runs_passed:
+            missing.append("shared runs")
+        return missing
 
     @property
     def exit_code(self) -> int:

@@ -34,6 +34,7 @@ def run_suite(
     divergences: Mapping[str, str] | None = None,
     timeout: float = plugin.DEFAULT_TIMEOUT,
     listener: Callable[[str, Any], None] | None = None,
+    replay: Sequence[str] = (),
     pytest_args: Sequence[str] = (),
     quiet: bool = True,
 ) -> RunResult:
@@ -44,7 +45,8 @@ def run_suite(
     begin = time.monotonic()
     try:
         state = plugin.prepare_run(
-            resolved, owns_target=False, spec_version=spec_version, clauses=clauses, timeout=timeout
+            resolved, owns_target=False, spec_version=spec_version, clauses=clauses, timeout=timeout,
+            replay=replay,
         )
         if listener is not None:
             state.listeners.append(listener)
@@ -64,8 +66,10 @@ def run_suite(
                 code = pytest.main([*args, "-q", "--no-header", "-rN"] if quiet else args)
         finally:
             plugin._PENDING.clear()
-        errors = []
-        if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+        errors = list(state.errors)
+        if state.errors:
+            pass  # the run was stopped on purpose; pytest's INTERRUPTED says nothing more
+        elif code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
             errors.append(f"pytest ended with {pytest.ExitCode(code).name}:\n{sink.getvalue()[-4000:]}")
         elif code == pytest.ExitCode.OK and not state.outcomes:
             errors.append("no test ran")
@@ -79,6 +83,7 @@ def run_suite(
             started_at=started_at,
             divergences=dict(divergences or {}),
             selected=state.clauses,
+            partial=bool(state.clauses or keyword or state.replay),
             errors=errors,
         )
     finally:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from .contract import SessionStore
-from .targets import BACKEND_SCHEMES, Target, TargetError, TargetOptions
+from .targets import BACKEND_SCHEMES, Target, TargetError, TargetOptions, netloc_with_port
 
 __all__ = ["build_postgres_target", "db_timezone", "drop_namespace", "raw_ttl"]
 
@@ -84,13 +86,22 @@ def build_postgres_target(spec: str, options: TargetOptions) -> Target:
     except ValueError as exc:
         raise TargetError(f"Target {spec!r}: {exc}") from exc
     url = server.url
-
-    async def factory(namespace: str) -> SessionStore:
-        from sessionspec.reference.postgres import PostgresStore
-
-        return await PostgresStore.connect(url, namespace=namespace, max_size=POOL_MAX_SIZE)
-
     hooks: dict[str, Any] = {}
+
+    def factory_for(at: str) -> Callable[[str], Any]:
+        async def factory(namespace: str) -> SessionStore:
+            from sessionspec.reference.postgres import PostgresStore
+
+            return await PostgresStore.connect(at, namespace=namespace, max_size=POOL_MAX_SIZE)
+
+        return factory
+
+    factory = factory_for(url)
+    parts = urlsplit(url)
+    if parts.hostname and parts.port and not parts.hostname.startswith("/"):  # TCP, not a unix socket
+        hooks["backend_address"] = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        hooks["via_port"] = lambda port: factory_for(netloc_with_port(url, port))
+
     if server.controllable:
         hooks["stop_backend"] = lambda: asyncio.to_thread(server.stop)
         hooks["start_backend"] = lambda: asyncio.to_thread(server.start)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .contract import SessionStore
-from .targets import BACKEND_SCHEMES, Target, TargetError, TargetOptions
+from .targets import BACKEND_SCHEMES, Target, TargetError, TargetOptions, netloc_with_port
 
 if TYPE_CHECKING:
     from sessionspec.reference.redis import RedisStore
@@ -127,13 +128,20 @@ def build_redis_target(spec: str, options: TargetOptions) -> Target:
     kind, server = _server_for(spec, options)
     url = server.url
 
-    async def factory(namespace: str) -> RedisStore:
-        store = RedisStore.from_url(url, namespace=namespace)
-        try:
-            return await store.probe()
-        except BaseException:
-            await store.aclose()
-            raise
+    def factory_for(at: str) -> Callable[[str], Any]:
+        async def factory(namespace: str) -> RedisStore:
+            store = RedisStore.from_url(at, namespace=namespace)
+            try:
+                return await store.probe()
+            except BaseException:
+                await store.aclose()
+                raise
+
+        return factory
+
+    factory = factory_for(url)
+    parts = urlsplit(url)
+    standalone = kind == "redis" and parts.scheme == "redis" and parts.hostname is not None
 
     from .provision.base import redact
 
@@ -148,6 +156,8 @@ def build_redis_target(spec: str, options: TargetOptions) -> Target:
         stop_backend=_switch(server.stop) if server.controllable else None,
         start_backend=_switch(server.start) if server.controllable else None,
         backend_kind=kind,
+        backend_address=(parts.hostname or "", parts.port or 6379) if standalone else None,
+        via_port=(lambda port: factory_for(netloc_with_port(url, port))) if standalone else None,
         process_spec=url,
         closers=[server.close],
     )

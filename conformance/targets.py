@@ -75,6 +75,10 @@ class Target:
     start_backend: BackendSwitch | None = None
     backend_kind: str | None = None
     """"redis", "postgres", "redis-cluster", "http", "custom", or None for an embedded store."""
+    backend_address: tuple[str, int] | None = None
+    """host, port of the server (TCP): where a FaultProxy forwards for FL-1's stalled-backend variant."""
+    via_port: Callable[[int], Callable[[str], Any]] | None = None
+    """Given a loopback port standing in for the server (a FaultProxy), the factory that connects there."""
     process_spec: str | None = None
     """A TARGET string another process can open to reach the same data (the `shared` clauses);
     None when the store lives in this process only."""
@@ -237,3 +241,12 @@ async def open_store(target: Target, namespace: str) -> AsyncIterator[SessionSto
         yield store
     finally:
         await store.aclose()
+
+
+def netloc_with_port(url: str, port: int, host: str = "127.0.0.1") -> str:
+    """``url`` with its host:port replaced (user and password kept): the same server, reached through a proxy."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo + '@' if userinfo else ''}{host}:{port}"))

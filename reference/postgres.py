@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -108,6 +109,9 @@ QUEUE_LIMIT: Final = 12
 """A call queued behind a busy but working pool waits at most this many timeouts."""
 _READY: set[str] = set()  # DSNs whose schema this process has checked
 
+RELEASE_LIMIT: Final = 0.5
+"""Seconds a release may wait for asyncpg's cancel request after a timeout or cancel before the connection
+is dropped: FL-1's bound (5 s, plus 1 s of measurement slack) must hold against a stalled server."""
 UNAVAILABLE: Final = (
     OSError,  # refused, reset, unreachable (TimeoutError is one too)
     asyncpg.InterfaceError,  # connection closed, pool closed
@@ -245,10 +249,23 @@ class PostgresStore:
         if not self._ready:
             await self._ensure_schema()
         try:
+            waited_from = time.monotonic()
             await self._gate.enter()
             try:  # the gate admitted us, so a connection is free (or connecting, under its own timeout)
-                async with self.pool.acquire() as conn:
-                    result = await getattr(conn, method)(query, *args, timeout=self.timeout)
+                # A turn handed over by a call that just timed out is no sign of life: the budget runs from
+                # the last completed call (or our arrival), so a stalled server fails queued calls in time too.
+                budget = min(self.timeout, max(self._progress, waited_from) + self.timeout - time.monotonic())
+                if budget <= 0:
+                    raise TimeoutError
+                conn = await self.pool.acquire(timeout=budget)
+                try:
+                    # the release after a timeout may take RELEASE_LIMIT: keep the whole call within budget
+                    result = await getattr(conn, method)(query, *args,
+                                                         timeout=max(budget - RELEASE_LIMIT, RELEASE_LIMIT))
+                except (TimeoutError, asyncio.CancelledError, *UNAVAILABLE):
+                    await self._release_or_drop(conn)
+                    raise
+                await self.pool.release(conn)
             finally:
                 self._gate.leave()
         except TimeoutError as exc:
@@ -259,6 +276,18 @@ class PostgresStore:
             raise InvalidState(f"PostgreSQL cannot store this value: {exc}") from exc
         self._progress = time.monotonic()
         return result
+
+    async def _release_or_drop(self, conn: Any) -> None:
+        """Release after a timeout or cancel, but never wait long: asyncpg's release waits, without a
+        timeout, for the cancel request it sends on a new connection, and a stalled server (a partition,
+        a paused VM) never answers it. A live server answers at once (the statement is cancelled, so a
+        cancelled write changes nothing); past RELEASE_LIMIT the connection is dropped instead."""
+        release = asyncio.ensure_future(self.pool.release(conn))
+        done, _ = await asyncio.wait({release}, timeout=RELEASE_LIMIT)
+        if not done:
+            conn.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(release, RELEASE_LIMIT)
 
     @staticmethod
     def _outcome(id: str, row: Mapping[str, Any], expected: int | None = None, key: str = "") -> Mapping[str, Any]:

@@ -24,9 +24,9 @@ from tests.broken import BROKEN, BrokenCase, backend_marks
 from tests.broken.concurrency import ApplyReadModifyWrite
 
 try:  # needs the redis and asyncpg drivers (the dev extra); without them those cases are simply absent
-    from tests.broken.backends import BACKEND_BROKEN
+    from tests.broken.backends import BACKEND_BROKEN, CONFORMING
 except ImportError:
-    BACKEND_BROKEN = {}
+    BACKEND_BROKEN = CONFORMING = {}
 
 if TYPE_CHECKING:
     from sessionspec.conformance.results import TestOutcome
@@ -175,6 +175,26 @@ def test_broken_backend_store_is_caught(case: BackendCase, backend_targets: Call
     control = _by_clause(run_suite(base, clauses=case.clauses, keyword=FOCUSED))
     result = run_suite(case.target(base), clauses=case.clauses, keyword=FOCUSED)
     _require_caught(case.name, case.description, case.clauses, result, control)
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=backend_marks(case.kind))
+                                  for case in CONFORMING.values()], ids=lambda case: case.name)
+def test_an_odd_but_conforming_backend_store_is_not_flagged(case: BackendCase,
+                                                            backend_targets: Callable[[str], Target]) -> None:
+    """No false alarm: a store that keeps the clause's text in its own way passes it (issue 12, item 10)."""
+    result = run_suite(case.target(backend_targets(case.kind)), clauses=case.clauses, keyword=FOCUSED)
+    verdicts = _by_clause(result)
+    wrong = {cid: f"{verdicts[cid].verdict}: {verdicts[cid].reason}" for cid in case.clauses
+             if verdicts[cid].verdict != "pass"}
+    assert not wrong, f"{case.name} ({case.description}) is flagged: {wrong}"
+
+
+def test_a_whole_second_ttl_store_fails_ttl_1_and_lc_2_still_checks_it() -> None:
+    """LC-2's setup holds on whole-second TTLs; a setup that fails says so and blames TTL-1 (items 11, 7)."""
+    verdicts = _by_clause(run_suite(BROKEN["whole_second_ttls"].target(), clauses=["TTL-1", "LC-2"],
+                                    keyword=FOCUSED))
+    assert verdicts["TTL-1"].verdict == "fail", verdicts["TTL-1"]
+    assert verdicts["LC-2"].verdict == "pass", f"LC-2 blamed for TTL-1's bug: {verdicts['LC-2'].reason}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)

@@ -340,3 +340,35 @@ def test_ctrl_c_exits_130_and_closes_the_store(tmp_path: Path) -> None:
     assert child.returncode == 130, out + err
     assert "closed" in remaining.split(), "the store under test was closed"
     assert "Traceback" not in err and "Interrupted" in err and not (tmp_path / "r.json").exists()
+
+
+# -- issue 12: replay, partial runs, one screen per failure ---------------------------------------------
+def test_a_model_failure_prints_a_replay_command_that_replays_it() -> None:
+    first = invoke("check", "tests.broken:touch_bumps_version", "--clause", "VER-1", "-k", "operation_sequences")
+    assert first.exit_code == 1, first.output
+    assert "@reproduce_failure" not in first.output
+    line = next(s.strip() for s in first.output.splitlines() if s.strip().startswith("replay: sessionspec check"))
+    args = line.removeprefix("replay: sessionspec ").split()
+    again = invoke(*args)
+    assert again.exit_code == 1, again.output
+    assert "VER-1: touch(" in again.output, again.output
+    assert "Level      not determined (partial run)" in again.output
+
+
+def test_a_clause_run_reports_no_level_and_only_its_clause() -> None:
+    result = invoke("check", "memory", "--clause", "LC-1", "-k", "test_lifecycle or operation_sequences")
+    assert result.exit_code == 0, result.output
+    assert "Level      not determined (partial run)" in result.output
+    rows = [line.split()[0] for line in result.output.splitlines()
+            if "│" in line and line[:4] in ("LC-1", "TTL-", "VER-")]
+    assert rows == ["LC-1"], f"the model test must not mark its other clauses passed: {rows}"
+
+
+def test_a_failing_clause_takes_at_most_30_lines_and_its_first_line_says_what_to_fix() -> None:
+    result = invoke("check", "tests.broken:validates_after_existence", "--clause", "ST-2", "-q")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    start = next(i for i, s in enumerate(lines) if s.startswith("  ST-2 "))
+    block = [s for s in lines[start + 1:] if not s.startswith("FAIL")]
+    assert len(block) + 1 <= 30, "\n".join(lines)
+    assert "validate the arguments first" in lines[start] or "§4.6" in lines[start], lines[start]

@@ -232,3 +232,51 @@ def test_a_tracker_also_allows_an_unseen_write_that_never_happened() -> None:
     t.observe(Call("save", "s", {"b": 1}), NOW, {"error": "BackendUnavailable"})
     assert allowed(t, Call("get", "s"), session("s", 5, {"a": 1}))
     assert allowed(t, Call("get", "s"), session("s", 6, {"b": 1}))
+
+
+# -- a mismatch names the one clause it breaks (issue 12, item 13) --------------------------------------
+def _blamed(t: Tracker, call: Call, output: Any, at: tuple[float, float] = NOW) -> str:
+    with pytest.raises(ModelMismatch) as caught:
+        t.observe(call, at, output)
+    assert str(caught.value).startswith(caught.value.clause + ": "), "the message must open with the clause"
+    return caught.value.clause
+
+
+def _deleted() -> Tracker:
+    t = tracker_with({"a": 1})
+    t.observe(Call("delete", "s"), NOW, True)
+    return t
+
+
+@pytest.mark.parametrize(("make", "call", "output", "clause"), [
+    (lambda: tracker_with({"a": 1}), Call("touch", "s"), info("s", 6), "VER-1"),
+    (_deleted, Call("save", "s", {"b": 1}), session("s", 7, {"b": 1}), "LC-3"),
+    (_deleted, Call("get", "s"), session("s", 5, {"a": 1}), "LC-4"),
+    (_deleted, Call("save", "s", {"x": math.nan}), {"error": "SessionNotFound"}, "ST-2"),
+    (lambda: tracker_with({"a": 1}), Call("create", "s", {}), session("s", 9, {}), "LC-2"),
+    (lambda: tracker_with({"a": 1}), Call("save", "s", {}, expected_version=4), session("s", 6, {}), "MG-2"),
+    (lambda: tracker_with({"a": 1}), Call("apply", "s", {"b": 1}), session("s", 6, {"b": 1}), "MG-1"),
+    (lambda: tracker_with({"log": 1}), Call("append", "s", [1], key="log"), info("s", 6), "MG-5"),
+    (lambda: tracker_with({"a": 1}, owner="o"), Call("get", "s"), session("s", 5, {"a": 1}), "LC-1"),
+    (lambda: tracker_with({"a": 1}, ttl=60.0), Call("touch", "s", ttl=None), info("s", 5, ttl=60.0), "TTL-3"),
+    (lambda: tracker_with({"a": 1}), Call("save", "s", {"t": (1, 2)}), session("s", 6, {"t": [1, 2]}), "ST-1a"),
+    (lambda: tracker_with({"a": 1}), Call("touch", "s", ttl=0), info("s", 5, ttl=None), "TTL-0"),
+], ids=["touch-bumps", "upsert", "delete-ignored", "validation-after-existence", "create-overwrites",
+        "stale-version-accepted", "apply-replaces", "append-onto-non-list", "owner-lost", "touch-keeps-ttl",
+        "tuple-accepted", "ttl-zero"])
+def test_a_mismatch_names_the_clause_its_step_breaks(make: Any, call: Call, output: Any, clause: str) -> None:
+    assert _blamed(make(), call, output) == clause
+
+
+def test_an_expired_session_read_back_is_ttl_1_and_a_lost_slid_one_ttl_2() -> None:
+    t = tracker_with({"a": 1}, ttl=1.0, at=(0.0, 0.001))
+    assert _blamed(t, Call("get", "s"), session("s", 5, {"a": 1}, ttl=1.0), at=(5.0, 5.001)) == "TTL-1"
+    t = tracker_with({"a": 1}, ttl=1.0, at=(0.0, 0.001))
+    t.observe(Call("touch", "s"), (0.8, 0.801), info("s", 5, ttl=1.0))
+    assert _blamed(t, Call("get", "s"), None, at=(1.2, 1.201)) == "TTL-2"
+
+
+def test_a_rounded_float_is_st_1_whatever_the_write() -> None:
+    t = tracker_with({"x": 0.1})
+    assert _blamed(t, Call("apply", "s", {"y": 1.2345678901234567}),
+                   session("s", 6, {"x": 0.1, "y": 1.23456789012346})) == "ST-1"

@@ -233,3 +233,29 @@ def test_every_writer_writes_a_utf8_file(tmp_path: Path, writer: Callable[[RunRe
     path = tmp_path / "out"
     writer(mixed_result(), path)
     assert "LC-2" in path.read_bytes().decode("utf-8")
+
+
+# -- issue 12: one screen per failing clause, the rest in JSON; "not checked" is said ---------------------
+def test_a_long_failure_fits_30_lines_in_the_terminal_and_stays_whole_in_json() -> None:
+    history = "\n".join(f"    #{i}: process {i % 7}: get('s') -> None" for i in range(400))
+    tests = [outcome(f"test_many[{n}]", "CC-6", status="failed", message=f"CC-6: not linearizable\n{history}",
+                     details=history) for n in range(6)]
+    result = RunResult("t", "t", frozenset({"core", "atomic"}), "1.0", tests, 1.0, "now")
+    text = render_terminal(result, width=120)
+    block = text.split("Failures", 1)[1].split("\n\n", 1)[0].strip("\n").splitlines()
+    assert len(block) <= 30, "\n".join(block)
+    assert block[0].strip().startswith("CC-6 (atomic) CC-6: not linearizable")
+    assert any("JSON report" in line for line in block)
+    data = json.loads(render_json(result))
+    kept = next(c for c in data["clauses"] if c["id"] == "CC-6")["tests"][0]
+    assert kept["message"].count("\n") == 400 and kept["details"] == history
+
+
+def test_not_checked_clauses_are_named_in_every_format() -> None:
+    tests = [outcome("fl1", "FL-1", status="skipped", message="not applicable: no hooks"),
+             outcome("lc1", "LC-1")]
+    result = RunResult("t", "t", frozenset({"core"}), "1.0", tests, 1.0, "now")
+    assert "FL-1 not checked" in render_terminal(result, width=200)
+    assert "FL-1 not checked" in render_markdown(result)
+    assert "not checked (n/a)" in summary_line(result)
+    assert "faultproxy" in render_terminal(result, width=300)

@@ -23,6 +23,7 @@ __all__ = [
     "clean",
     "family_groups",
     "first_line",
+    "not_checked_note",
     "not_run_ids",
     "shown_clauses",
     "summary_line",
@@ -89,13 +90,25 @@ def family_groups(clauses: list[ClauseResult]) -> Iterator[tuple[str, list[Claus
 VERDICT_ORDER: tuple[str, ...] = ("fail", "stale-divergence", "pass", "divergence", "skip", "n/a", "planned", "not-run")
 """Verdicts in the order summaries count them: what needs attention first."""
 _SUMMARY_WORDS = {"fail": "failed", "stale-divergence": "stale", "pass": "passed", "divergence": "known divergence",
-                  "skip": "skipped", "n/a": "n/a", "planned": "planned", "not-run": "not run"}
+                  "skip": "skipped", "n/a": "not checked (n/a)", "planned": "planned", "not-run": "not run"}
 
 
 def verdict_counts(result: RunResult) -> dict[str, int]:
     """Clauses per verdict, every verdict present, in :data:`VERDICT_ORDER`."""
     counts = result.counts()
     return {v: counts.get(v, 0) for v in VERDICT_ORDER}
+
+
+def not_checked_note(result: RunResult) -> str:
+    """One line naming the clauses that were not checked (n/a), with how to check FL-*; empty if none."""
+    ids = [c.clause.id for c in result.clauses if c.verdict == "n/a"]
+    if not ids:
+        return ""
+    note = f"{', '.join(ids)} not checked (n/a: the suite could not reach what they need)"
+    if any(i.startswith("FL-") for i in ids):
+        note += ("; FL-*: give the target stop_backend/start_backend hooks, e.g. with "
+                 "sessionspec.conformance.faultproxy (docs/plugging-in.md)")
+    return note
 
 
 def summary_line(result: RunResult) -> str:

@@ -57,7 +57,10 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def _test_dict(test: TestOutcome, seq: int) -> dict[str, Any]:
+def _test_dict(test: TestOutcome, seq: int, original: TestOutcome | None = None) -> dict[str, Any]:
+    """One test as it ran; under a clause it was blamed away from, marked ``"counted": "not checked"``."""
+    shadow = original is not None and original is not test
+    test = original or test
     return {
         "nodeid": test.nodeid,
         "name": test.name,
@@ -68,12 +71,15 @@ def _test_dict(test: TestOutcome, seq: int) -> dict[str, Any]:
         "message": test.message,
         "details": test.details,
         "artifacts": _json_safe(test.artifacts),
+        "blame": list(test.blame),
+        "counted": "not checked" if shadow else test.status,
     }
 
 
 def to_json_dict(result: RunResult) -> dict[str, Any]:
     """The report as a dict with the schema's key order."""
-    seq = {id(t): i for i, t in enumerate(result.tests)}
+    seq = {t.nodeid: i for i, t in enumerate(result.tests)}
+    original = {t.nodeid: t for t in result.tests}
     return {
         "schema": SCHEMA,
         "sessionspec": _package_version(),
@@ -87,6 +93,7 @@ def to_json_dict(result: RunResult) -> dict[str, Any]:
         "duration_s": round(result.duration, 3),
         "summary": verdict_counts(result),
         "selected": None if result.selected is None else sorted(result.selected),
+        "partial": result.partial,
         "divergences": dict(result.divergences),
         "clauses": [
             {
@@ -98,7 +105,7 @@ def to_json_dict(result: RunResult) -> dict[str, Any]:
                 "claimed": c.claimed,
                 "verdict": c.verdict,
                 "reason": c.reason,
-                "tests": [_test_dict(t, seq[id(t)]) for t in c.tests],
+                "tests": [_test_dict(t, seq[t.nodeid], original.get(t.nodeid)) for t in c.tests],
             }
             for c in result.clauses
         ],
@@ -131,6 +138,7 @@ def _outcome(entry: dict[str, Any]) -> TestOutcome:
         message=entry.get("message", ""),
         details=entry.get("details", ""),
         artifacts=dict(entry.get("artifacts") or {}),
+        blame=tuple(entry.get("blame") or ()),
     )
 
 
@@ -162,6 +170,7 @@ def load_json_report(path: str | Path) -> RunResult:
             divergences=dict(data.get("divergences") or {}),
             selected=None if selected is None else frozenset(selected),
             errors=list(data.get("errors") or []),
+            partial=bool(data.get("partial", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"report {str(path)!r} is missing or has a malformed field: {exc!r}") from exc

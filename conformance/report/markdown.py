@@ -11,7 +11,16 @@ import re
 from pathlib import Path
 
 from ..results import ClauseResult, RunResult
-from . import VERDICT_LABELS, clean, family_groups, first_line, not_run_ids, shown_clauses, summary_line
+from . import (
+    VERDICT_LABELS,
+    clean,
+    family_groups,
+    first_line,
+    not_checked_note,
+    not_run_ids,
+    shown_clauses,
+    summary_line,
+)
 
 __all__ = ["render_markdown", "write_markdown"]
 
@@ -63,6 +72,7 @@ def render_markdown(result: RunResult) -> str:
         "",
         summary_line(result),
         "",
+        *([f"**Not checked:** {_cell(not_checked_note(result))}", ""] if not_checked_note(result) else []),
         "| Clause | Capability | Verdict | Passed | Detail |",
         "|---|---|---|---|---|",
     ]

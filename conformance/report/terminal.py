@@ -9,6 +9,7 @@ that quotes ``[bold]`` or a NUL prints as written.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -18,7 +19,16 @@ from rich.text import Text
 
 from ..clauses import Clause
 from ..results import ClauseResult, RunResult
-from . import VERDICT_LABELS, clean, family_groups, first_line, not_run_ids, shown_clauses, summary_line
+from . import (
+    VERDICT_LABELS,
+    clean,
+    family_groups,
+    first_line,
+    not_checked_note,
+    not_run_ids,
+    shown_clauses,
+    summary_line,
+)
 
 __all__ = [
     "VERDICT_STYLES",
@@ -80,6 +90,54 @@ def _indented(text: str, style: str = "") -> Text:
     return Text("\n".join(f"    {line}" for line in clean(text).splitlines()), style=style)
 
 
+_NOISE = re.compile(r"\s*(\+\s+where |Use -v to get|Full diff:|At index \d+ diff:|assert not [\[{(]|Omitting \d+ "
+                    r"identical|Differing attributes:|\[.*'\]$|Drill down into|\.\.\.Full output truncated|"
+                    r"[a-z_]+: .* != .*\.\.\.$)")
+"""pytest's assertion-introspection lines: the suite's own message already says what differs."""
+MAX_LINES_PER_CLAUSE = 30
+"""Terminal lines per failing clause; the rest (histories, long lists, tracebacks) is in the JSON report."""
+LINES_PER_TEST = 8
+
+
+def failure_lines(c: ClauseResult, *, verbose: bool = False) -> list[tuple[str, str]]:
+    """(text, style) lines for one failing clause: the first says what to fix; at most MAX_LINES_PER_CLAUSE."""
+    failed = sorted((t for t in c.tests if t.status in ("failed", "error")),
+                    key=lambda t: (t.clauses != (c.clause.id,), len(t.clauses)))
+    lead = first_line(c.reason, 160) if c.reason else c.clause.title
+    lines: list[tuple[str, str]] = [(f"  {c.clause.id} ({c.clause.capability}) {lead}", "bold")]
+    if c.verdict == "stale-divergence":
+        return lines
+    lines.append((f"    rule: {c.clause.title}", "dim"))
+    budget = None if verbose else MAX_LINES_PER_CLAUSE - 2
+    cut = 0
+    for n, test in enumerate(failed):
+        where = " (error outside the test body)" if test.status == "error" else ""
+        text = clean(test.details if verbose and test.details else test.message).splitlines()
+        text = [line.removeprefix("AssertionError: ") for line in text if line.strip()
+                and (verbose or not _NOISE.match(line))]
+        if budget is not None:
+            room = min(LINES_PER_TEST, budget - 1)
+            if room < 2 or (n and budget < 4):
+                cut = len(failed) - n
+                break
+            keep = [line for line in text if line.lstrip().startswith(("replay: ", "sessionspec check "))][-1:]
+            body = [line for line in text if line not in keep]
+            room -= len(keep)
+            shown = body[:room]
+            if len(body) > room:
+                shown = [*shown[: room - 1], f"… {len(body) - room + 1} more lines in the JSON report (--report)"]
+            shown += keep
+            budget -= 1 + len(shown)
+        else:
+            shown = text
+        lines.append((f"    {test.name}{where}", "red"))
+        lines += [(f"      {line}", "") for line in shown]
+    if cut:
+        names = ", ".join(t.name for t in failed[-cut:])
+        lines.append((f"    … and {cut} more failing test{'s' if cut > 1 else ''}: {first_line(names, 150)}", "dim"))
+    return lines
+
+
 def _print_failures(console: Console, result: RunResult, verbose: bool) -> None:
     failures = result.failures
     if not failures:
@@ -87,16 +145,8 @@ def _print_failures(console: Console, result: RunResult, verbose: bool) -> None:
     console.print()
     console.print(Text("Failures", style="bold red"))
     for c in failures:
-        console.print(Text.assemble((f"  {c.clause.id}", "bold"), f" ({c.clause.capability}) {c.clause.title}"))
-        if c.verdict == "stale-divergence":
-            console.print(_indented(c.reason), soft_wrap=True)
-            continue
-        for test in c.tests:
-            if test.status not in ("failed", "error"):
-                continue
-            where = " (error outside the test body)" if test.status == "error" else ""
-            console.print(Text(f"    {test.name}{where}", style="red"))
-            console.print(_indented(test.details if verbose and test.details else test.message), soft_wrap=True)
+        for text, style in failure_lines(c, verbose=verbose):
+            console.print(Text(text, style=style), soft_wrap=True)
 
 
 def _print_footer(console: Console, result: RunResult, written: Sequence[str]) -> None:
@@ -112,6 +162,9 @@ def _print_footer(console: Console, result: RunResult, written: Sequence[str]) -
     console.print(Text.assemble(("Target     ", "dim"), clean(result.description)))
     console.print(Text.assemble(("Claims     ", "dim"), ", ".join(sorted(result.capabilities)) or "nothing"))
     console.print(Text.assemble(("Level      ", "dim"), (result.level, "bold")))
+    note = not_checked_note(result)
+    if note:
+        console.print(Text.assemble(("Unchecked  ", "dim"), (note, "yellow")))
     console.print(Text.assemble(("Duration   ", "dim"), f"{result.duration:.1f} s (spec {result.spec_version})"))
     for path in written:
         console.print(Text.assemble(("Report     ", "dim"), path))

@@ -18,6 +18,7 @@ from typing import Any, Final, TypeVar
 import pytest
 
 from sessionspec.conformance.contract import BackendUnavailable, Session, SessionStore
+from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.validation import INT64_MAX, INT64_MIN, dump_json
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=BaseException)
+T = TypeVar("T")
 
 # ---------------------------------------------------------------- ID-2: literal ids and owners
 _NFC_E = "\u00e9"  # é, one code point
@@ -265,16 +267,24 @@ def bullets(lines: list[str], limit: int = 12) -> str:
 
 
 async def refusal(label: str, call: Awaitable[object], error: type[BaseException], *,
-                  limit: float | None = None) -> str | None:
+                  limit: float | None = None, wrong_type: bool = False) -> str | None:
     """None if ``call`` raised ``error`` (within ``limit`` seconds); else one line saying what it did instead.
 
-    A BackendUnavailable is called out: the argument reached the backend before it was validated.
+    ``wrong_type``: the argument is of the wrong type altogether (bytes for an id, a list for a ttl), so a
+    TypeError is as clear a refusal as ``error`` (a ValueError). A BackendUnavailable is called out: the
+    argument reached the backend before it was validated.
     """
     try:
         async with asyncio.timeout(limit):
             result = await call
     except error:
         return None
+    except NotImplementedError:
+        raise  # a missing operation is one verdict for the whole run (the plugin says so), not a refusal
+    except TypeError as exc:
+        if wrong_type:
+            return None
+        return f"{label}: raised TypeError: {short(str(exc), 60)}, not {error.__name__}"
     except BackendUnavailable:
         return f"{label}: BackendUnavailable, so it reached the backend before being validated"
     except Exception as exc:
@@ -282,11 +292,14 @@ async def refusal(label: str, call: Awaitable[object], error: type[BaseException
     return f"{label}: accepted, returned {short(result, 60)}"
 
 
-async def count_unchanged(store: SessionStore, before: int | None, explain: str) -> None:
-    """If a count was taken before (``listing`` is claimed), fail with ``explain`` unless count() still gives it."""
+async def count_unchanged(store: SessionStore, before: int | None, explain: str, *, no_more: bool = False) -> None:
+    """If a count was taken before (``listing`` is claimed), fail with ``explain`` unless count() still gives it.
+
+    ``no_more``: only a rise is this clause's failure (a drop, e.g. expired records swept on access by a
+    count that wrongly included them, is LS-2's and TTL-4's business)."""
     if before is not None:
         after = await store.count()
-        assert after == before, f"{explain}: count() went from {before} to {after}."
+        assert (after <= before) if no_more else (after == before), f"{explain}: count() went from {before} to {after}."
 
 
 async def raises(error: type[E], call: Awaitable[object], explain: str) -> E:
@@ -298,3 +311,34 @@ async def raises(error: type[E], call: Awaitable[object], explain: str) -> E:
     except Exception as exc:
         pytest.fail(f"{explain} It raised {type(exc).__name__}: {exc} instead of {error.__name__}.", pytrace=False)
     pytest.fail(f"{explain} It returned {short(result)} instead of raising {error.__name__}.", pytrace=False)
+
+
+async def setting_up(clause_id: str, what: str, call: Awaitable[T], see: tuple[str, ...]) -> T:
+    """A step that only prepares ``clause_id``'s check: if it fails, the report says so and names the
+    clause(s) ``see`` that own the failing behaviour ("could not set up LC-2: ... — see TTL-1"), and
+    the verdict goes to them, never to ``clause_id``, whose check did not run."""
+    try:
+        return await call
+    except Exception as exc:
+        raise ClauseViolation(see[0], f"could not set up {clause_id}: {what} raised {type(exc).__name__}"
+                              f"{': ' + short(str(exc), 80) if str(exc) else ''} — see {' / '.join(see)}",
+                              see[1:]) from exc
+
+
+async def owners_kept(store: SessionStore, clause_id: str, *, listing: bool = False) -> None:
+    """Premise of checks that find sessions by owner: create(owner=...) then get() (and count(owner=...), when
+    ``listing``) give the owner back. If not, that is LC-1's (or LS-2's) failure, reported as this clause's
+    setup: "could not check TTL-2: ... — see LC-1", not a second verdict for the same bug."""
+    probe = await store.create({"premise": clause_id}, owner="premise-owner", ttl=600)
+    try:
+        got = await store.get(probe.id)
+        if got is None or got.owner != "premise-owner" or probe.owner != "premise-owner":
+            shown = None if got is None else got.owner
+            raise ClauseViolation("LC-1", f"could not check {clause_id}, which finds sessions by owner: "
+                                  f"create(owner='premise-owner') then get() gives owner {shown!r} — see LC-1")
+        if listing and await store.count(owner="premise-owner") != 1:
+            raise ClauseViolation("LS-2", f"could not check {clause_id}, which counts sessions by owner: "
+                                  "count(owner='premise-owner') right after one create is not 1 — see LS-2",
+                                  ("LC-1",))
+    finally:
+        await store.delete(probe.id)

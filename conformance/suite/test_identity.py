@@ -37,6 +37,7 @@ from ._values import (
     bullets,
     count_unchanged,
     disturbed,
+    owners_kept,
     refusal,
     short,
 )
@@ -136,6 +137,7 @@ async def _write_everything(store: SessionStore, sid: str) -> Session:
 async def test_tricky_ids_never_reach_another_session(ctx: SuiteContext) -> None:
     """Pattern, injection, case, space and normalisation lookalikes are each their own session."""
     store = ctx.store
+    await owners_kept(store, "ID-2")
     expected: dict[str, Session | None] = {}
     for sid in reversed(TRICKY_IDS):  # victims first: a create that matches patterns would refuse the pattern
         try:
@@ -192,6 +194,7 @@ async def _all_pages(store: SessionStore, owner: str) -> list[str]:
 async def test_owner_filters_match_exactly(ctx: SuiteContext) -> None:
     """Owners are literal too: "a*", "a%", "a_", "A", "a " and NFC/NFD "é" each count only their own."""
     store = ctx.store
+    await owners_kept(store, "ID-2")
     made: dict[str, list[str]] = {}
     for owner, n in OWNER_COUNTS:
         sessions = await asyncio.gather(*(store.create({"owner": owner}, owner=owner) for _ in range(n)))
@@ -265,7 +268,8 @@ async def test_invalid_ids_and_owners_are_refused_and_nothing_is_written(ctx: Su
     expected = await _sentinels(store)
     count_before = await store.count() if ctx.claims("listing") else None
     values = [*INVALID_IDS, *([("None", None)] if op.none_is_invalid else [])]
-    found = [await refusal(f"{label} {short(bad, 24)}", op.call(store, bad), InvalidSessionId) for label, bad in values]
+    found = [await refusal(f"{label} {short(bad, 24)}", op.call(store, bad), InvalidSessionId,
+                           wrong_type=not isinstance(bad, str)) for label, bad in values]
     failures = [f for f in found if f]
     assert not failures, (
         f"ID-3: {operation} must raise InvalidSessionId (a ValueError) for every invalid id/owner, before any "
@@ -311,7 +315,8 @@ async def test_invalid_ttls_are_refused_and_nothing_changes(ctx: SuiteContext, o
     store = ctx.store
     session = await store.create({"x": 0}, id="ttl0", ttl=600)
     expected: dict[str, Session | None] = {"ttl0": session, "ttl0-new": None}
-    found = [await refusal(f"ttl={label}", TTL_OPERATIONS[operation](store, "ttl0", bad), InvalidTtl)
+    found = [await refusal(f"ttl={label}", TTL_OPERATIONS[operation](store, "ttl0", bad), InvalidTtl,
+                           wrong_type=isinstance(bad, bool) or not isinstance(bad, int | float))
              for label, bad in INVALID_TTLS]
     failures = [f for f in found if f]
     assert not failures, (

@@ -21,11 +21,14 @@ from sessionspec.conformance.contract import DELETE, KEEP, SessionExists, Sessio
 from sessionspec.conformance.validation import GENERATED_ID_PATTERN
 
 from ._timing import SHORT_TTL, Span, check_stamps, dead_from, sleep_until, timed
-from ._values import bullets, count_unchanged, describe_change, json_diff, raises, refusal, short
+from ._values import bullets, count_unchanged, describe_change, json_diff, raises, refusal, setting_up, short
 
 STATE: dict[str, Any] = {"a": 1, "nested": {"list": [1, 2.5, None, True], "text": "héllo"}}
 TTL_ARGS: dict[str, Any] = {"KEEP": KEEP, "None": None, "60": 60, "1234.5": 1234.5}
 DISTINCT_TIMESTAMPS = 0.01
+LC2_TTL = 1.0
+"""Whole seconds: LC-2 is about reusing a dead id, so its setup must hold on a store with whole-second TTLs
+(that store fails TTL-1 on its own test; LC-2 must not be blamed for it)."""
 """A pause long enough that two writes get different timestamps on a store with 1 ms resolution."""
 
 
@@ -118,14 +121,17 @@ async def test_create_on_a_live_id_raises_session_exists_and_changes_nothing(ctx
 async def test_create_on_a_dead_id_starts_a_new_incarnation(ctx: SuiteContext, end: str) -> None:
     """A deleted or expired id can be created again, and the new session inherits nothing."""
     store = ctx.store
-    old = await store.create({"old": 1, "shared": "old"}, id="reborn", owner="alice",
-                             ttl=SHORT_TTL if end == "expired" else 600)
-    _, last_write = await timed(store.append("reborn", "log", [1, 2]))
+    period = LC2_TTL if end == "expired" else 600
+    old = await setting_up("LC-2", f"create(id='reborn', ttl={period})",
+                           store.create({"old": 1, "shared": "old"}, id="reborn", owner="alice", ttl=period),
+                           ("LC-1", "TTL-0"))
+    _, last_write = await setting_up("LC-2", f"append() right after create(ttl={period})",
+                                     timed(store.append("reborn", "log", [1, 2])), ("TTL-1", "MG-5"))
     if end == "deleted":
         assert await store.delete("reborn") is True, "LC-4: delete() of a live session returned False."
         await asyncio.sleep(DISTINCT_TIMESTAMPS)  # not a synchronisation: only so created_at can differ
     else:
-        await sleep_until(dead_from(last_write, SHORT_TTL))
+        await sleep_until(dead_from(last_write, LC2_TTL))
     try:
         new, span = await timed(store.create({"shared": "new"}, id="reborn", ttl=None))
     except SessionExists:
@@ -211,7 +217,8 @@ async def test_writes_to_a_dead_id_raise_not_found_and_never_bring_it_back(ctx: 
         "create, restore or modify anything: an upserting write lets a request still in flight at logout log "
         "the user back in:" + bullets(failures)
     )
-    await count_unchanged(store, count_before, f"LC-3: refused writes to {end} ids must leave nothing behind")
+    await count_unchanged(store, count_before, f"LC-3: refused writes to {end} ids must leave nothing behind",
+                          no_more=True)
 
 
 # ---------------------------------------------------------------- LC-4

@@ -7,6 +7,7 @@ existing list as it is, and increases the version like any other append.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Awaitable
 from typing import Any
@@ -17,6 +18,7 @@ from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import DELETE, InvalidState, Session, SessionNotFound, VersionConflict
 from sessionspec.conformance.model import Call
+from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.worker import perform
 
 from ._timing import check_stamps, timed
@@ -161,6 +163,10 @@ async def test_append_creates_the_list_and_extends_it_in_order(ctx: SuiteContext
         "each append is a write: a greater version, which the following get shows."
     )
     check_stamps(second, span, clause="MG-5", what="the SessionInfo append returned")
+    if got.updated_at < second.updated_at:  # the stored expiry never moved: the write did not slide it
+        raise ClauseViolation("TTL-2", f"TTL-2: append returned updated_at {second.updated_at}, but get shows "
+                              f"{got.updated_at}: the append did not restart the stored period (every write slides "
+                              "the expiry; RPUSH/HSET without PEXPIRE does this)", ("MG-5",))
     assert (second.updated_at, second.expires_at) == (got.updated_at, got.expires_at), (
         f"MG-5: append returned updated_at {second.updated_at}, expires_at {second.expires_at}, but get shows "
         f"{got.updated_at}, {got.expires_at}. append is a write: it restarts the period, and returns the session's "
@@ -193,7 +199,8 @@ NON_LISTS = {"null": None, "object": {"a": [1]}, "empty-object": {}, "string": "
 @clause("MG-5")
 @pytest.mark.parametrize("value", NON_LISTS.values(), ids=NON_LISTS.keys())
 async def test_append_onto_a_non_list_raises_invalid_state_and_changes_nothing(ctx: SuiteContext, value: Any) -> None:
-    session = await ctx.store.create({"k": value, "other": 1}, ttl=TTL)
+    # a copy: a store that keeps the caller's objects must not change this module's table for the next run
+    session = await ctx.store.create({"k": copy.deepcopy(value), "other": 1}, ttl=TTL)
     await refused(ctx, session, ctx.store.append(session.id, "k", [1]), InvalidState, "MG-5",
                   f"append onto the value {value!r} (not a list; null included)")
 

@@ -28,6 +28,7 @@ from sessionspec.conformance.contract import (
     Session,
     SessionStore,
 )
+from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.validation import json_path
 
 from ._values import ROUND_TRIPS, RoundTrip, bullets, describe_change, json_diff, refusal, short
@@ -218,35 +219,49 @@ async def _refusals(store: SessionStore, operation: str, bads: Sequence[Bad]) ->
     write = WRITES[operation]
     session = await store.create({"log": ["old"], "keep": {"me": True}}, id="target", ttl=600)
     failures: list[str] = []
-    for bad in bads:
-        for where, state, path in _placements(bad):
-            if operation == "apply" and bad.apply_top_ok and where == "at the top":
-                continue
-            what = f"{bad.label} {where}"
-            try:
-                result = await write.call(store, "target", state)
-            except InvalidState as exc:
-                candidates = [path] + ([(*path, bad.value)] if bad.key and isinstance(bad.value, str) else [])
-                if write.base:  # appended items: enough that the pointer starts at the appended key
-                    candidates = [write.base]
-                if not _names_path(exc, candidates, prefix=bool(write.base)):
-                    failures.append(f"{what}: InvalidState does not point at {_render(candidates[0])} "
-                                    f"(path={getattr(exc, 'path', '(none)')!r}, message {short(str(exc), 70)})")
-            except Exception as exc:
-                failures.append(f"{what}: raised {type(exc).__name__}: {short(str(exc), 70)}, not InvalidState")
-            else:
-                failures.append(f"{what}: accepted (returned {short(result, 60)}) instead of InvalidState")
-            after = await store.get("target-new" if write.creates else "target")
-            want = None if write.creates else session
-            if after != want:
-                failures.append(f"{what}: the refused {operation} changed the store: {describe_change(want, after)}")
-                if after is not None and not write.creates:
-                    session = after
+    for n, (bad, (where, state, path)) in enumerate((b, p) for b in bads for p in _placements(b)):
+        if operation == "apply" and bad.apply_top_ok and where == "at the top":
+            continue
+        # each create case gets its own id: one wrongly accepted value must not turn every later case into
+        # SessionExists (writes to the one existing session are checked against what it holds each time)
+        sid = f"target-{n}" if write.creates else "target"
+        what = f"{bad.label} {where}"
+        try:
+            result = await write.call(store, sid, state)
+        except InvalidState as exc:
+            candidates = [path] + ([(*path, bad.value)] if bad.key and isinstance(bad.value, str) else [])
+            if write.base:  # appended items: enough that the pointer starts at the appended key
+                candidates = [write.base]
+            if not _names_path(exc, candidates, prefix=bool(write.base)):
+                failures.append(f"{what}: InvalidState does not point at {_render(candidates[0])} "
+                                f"(path={getattr(exc, 'path', '(none)')!r}, message {short(str(exc), 70)})")
+        except Exception as exc:
+            failures.append(f"{what}: raised {type(exc).__name__}: {short(str(exc), 70)}, not InvalidState")
+        else:
+            failures.append(f"{what}: accepted (returned {short(result, 60)}) instead of InvalidState")
+        after = await store.get(f"{sid}-new" if write.creates else sid)
+        want = None if write.creates else session
+        if repr(after) != repr(want):  # repr: a stored NaN equals itself here ("expected nan, got nan" is no news)
+            failures.append(f"{what}: the refused {operation} changed the store: {describe_change(want, after)}"
+                            + (CHANGED_MARK if operation in ALL_OR_NOTHING else ""))
+            if after is not None and not write.creates:
+                session = after
     return failures
 
 
+CHANGED_MARK = " [partial write]"
+ALL_OR_NOTHING = {"apply": "MG-1", "append": "MG-5"}
+"""A refused apply/append that still wrote part of its change breaks its own all-or-nothing clause first."""
+
+
 def _refusal_message(clause_id: str, operation: str, rule: str, failures: list[str]) -> str:
-    return f"{clause_id}: {operation}() {rule}:" + bullets(failures)
+    partial = [f.removesuffix(CHANGED_MARK) for f in failures if f.endswith(CHANGED_MARK)]
+    if partial and len(partial) == len(failures):  # refused as it must, but half-written: apply/append's own rule
+        owner = ALL_OR_NOTHING[operation]
+        raise ClauseViolation(owner, f"{owner}: {operation}() refused the value with InvalidState as it must, but "
+                              "had already written part of the change; it must be all or nothing:"
+                              + bullets(partial), (clause_id,))
+    return f"{clause_id}: {operation}() {rule}:" + bullets([f.removesuffix(CHANGED_MARK) for f in failures])
 
 
 @clause("ST-2")
@@ -463,3 +478,20 @@ async def test_mutating_what_was_passed_in_changes_nothing_stored(ctx: SuiteCont
             problems.append(f"editing {label} after the call changed the stored state: {diff}")
     assert not problems, "ST-3: the store must keep a copy of what it is given, not the caller's objects:" + bullets(
         problems)
+
+
+@clause("ST-2")
+@pytest.mark.parametrize("operation", ["save", "apply", "append"])
+async def test_invalid_state_is_refused_before_the_session_is_looked_up(ctx: SuiteContext, operation: str) -> None:
+    """Spec §4.6: validation comes before existence, so a NaN for a missing id is InvalidState, not SessionNotFound."""
+    write = WRITES[operation]
+    try:
+        result = await write.call(ctx.store, "st2-missing", {"bad": float("nan")})
+    except InvalidState:
+        return
+    except Exception as exc:
+        pytest.fail(f"ST-2: {operation}() of non-JSON state (NaN) to a missing id raised {type(exc).__name__}, not "
+                    "InvalidState: validate the arguments first, then look the session up (spec §4.6 — the "
+                    "caller must learn that its data is invalid, whatever the id)", pytrace=False)
+    pytest.fail(f"ST-2: {operation}() of non-JSON state (NaN) to a missing id was accepted (returned "
+                f"{short(result, 60)}); it must raise InvalidState", pytrace=False)

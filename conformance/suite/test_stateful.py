@@ -11,32 +11,37 @@ Two variants. The core one (no expected_version; runs on any store) uses short p
 lets real time pass now and then, so sessions expire mid-sequence. The atomic one adds
 expected_version on save/apply/append (current, stale, or from an earlier incarnation) and
 keeps clear of expiry. list/count/purge_expired join in when the store claims ``listing``.
-A failure shows the whole (unshrunk) sequence and the one call the model could not explain;
-``print_blob`` gives the line that replays it.
+A failure names the one clause the call the model could not explain breaks (blame.py), shows the
+whole (unshrunk) sequence, and ends with the ``sessionspec check ... --replay`` command that runs
+exactly that sequence again (Hypothesis' own blob, fed back through ``reproduce_failure``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, reproduce_failure, settings
+from hypothesis import __version__ as HYPOTHESIS_VERSION
 from hypothesis import strategies as st
+from hypothesis.errors import DidNotReproduce
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    get_state_machine_test,
     initialize,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext, new_namespace
 from sessionspec.conformance.contract import DELETE, KEEP, SessionStore
 from sessionspec.conformance.model import Call, ModelMismatch, Tracker, observe
+from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.targets import open_store
 from sessionspec.conformance.worker import perform
 
@@ -104,13 +109,16 @@ class StoreMachine(RuleBasedStateMachine):
         began = time.monotonic()
         try:
             result = self.ctx.run(perform(self.store, call))
+        except NotImplementedError:
+            raise  # a missing operation: one run-level verdict (plugin), not a model mismatch
         except Exception as exc:
             result = exc
         output = observe(result)
         try:
             self.model.observe(call, (began, time.monotonic()), output)
         except ModelMismatch as exc:
-            raise AssertionError(f"the store and the contract's sequential model disagree: {exc}") from None
+            raise ClauseViolation(exc.clause, f"{exc}\n(the store and the contract's sequential model disagree "
+                                  "on this step)", exc.alternatives) from None
         return output
 
     # Draws have a fixed shape (an index, a kind), whatever the store did so far: a replay that
@@ -203,11 +211,36 @@ def machine(ctx: SuiteContext, *, atomic: bool) -> Callable[[], StoreMachine]:
     return lambda: StoreMachine(ctx, atomic=atomic, default_ttl=probe.ttl)
 
 
+VARIANTS = {"core": False, "atomic": True}
+_BLOB = re.compile(r"@reproduce_failure\('([^']+)', b'([^']+)'\)")
+
+
+def run_machine(ctx: SuiteContext, variant: str) -> None:
+    """Run one variant; a failure keeps its clause and says how to replay it through sessionspec."""
+    test = get_state_machine_test(machine(ctx, atomic=VARIANTS[variant]), settings=SETTINGS)  # type: ignore[arg-type]
+    replay = ctx.replay.get(variant)
+    if replay is not None:
+        test = reproduce_failure(HYPOTHESIS_VERSION, replay.encode("ascii"))(test)
+    try:
+        test()
+    except DidNotReproduce:
+        # the recorded sequence ran and the store agreed with the model all along: fixed (or timing-dependent)
+        ctx.attach("replay", f"{variant}:{replay} did not reproduce: the store agrees with the model on it")
+    except ClauseViolation as exc:
+        notes = getattr(exc, "__notes__", [])
+        found = next((m for n in notes if (m := _BLOB.search(n))), None)
+        kept = [n for n in notes if not _BLOB.search(n)]
+        if found is not None:
+            kept.append(f"replay: sessionspec check {ctx.target.spec} --replay {variant}:{found.group(2)}")
+        exc.__notes__ = kept
+        raise
+
+
 @clause("LC-1", "LC-2", "LC-3", "LC-4", "TTL-1", "TTL-2", "TTL-3", "TTL-4", "VER-1")
 def test_random_operation_sequences_agree_with_the_model(ctx: SuiteContext) -> None:
-    run_state_machine_as_test(machine(ctx, atomic=False), settings=SETTINGS)  # type: ignore[arg-type]
+    run_machine(ctx, "core")
 
 
 @clause("MG-1", "MG-2", "MG-5", "VER-1", "VER-2")
 def test_random_sequences_with_expected_versions_agree_with_the_model(ctx: SuiteContext) -> None:
-    run_state_machine_as_test(machine(ctx, atomic=True), settings=SETTINGS)  # type: ignore[arg-type]
+    run_machine(ctx, "atomic")

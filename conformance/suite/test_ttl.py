@@ -19,7 +19,7 @@ import pytest
 from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import KEEP, Session, SessionInfo, SessionNotFound, SessionStore
-from sessionspec.conformance.results import NOT_APPLICABLE
+from sessionspec.conformance.results import NOT_APPLICABLE, ClauseViolation
 
 from ._timing import (
     GRACE,
@@ -36,7 +36,7 @@ from ._timing import (
     within,
     write_while_live,
 )
-from ._values import bullets, describe_change, short
+from ._values import bullets, describe_change, owners_kept, short
 
 TTL1_PERIOD = 0.4
 TTL2_PERIOD = 0.6
@@ -121,6 +121,7 @@ async def _write_slides(store: SessionStore, name: str, ttl: float) -> None:
 
 async def _reads_do_not_slide(store: SessionStore, ttl: float, listing: bool) -> None:
     """Poll with get (and list/count) all through the period: the session still expires on time."""
+    await owners_kept(store, "TTL-2", listing=listing)
     created, c = await timed(store.create({"n": 0}, owner="polled", ttl=ttl))
     step = ttl / 6
     at = c.end
@@ -197,6 +198,10 @@ async def test_keep_keeps_the_period_none_makes_permanent_and_a_number_sets_one(
         )
         got = await store.get(previous.id)
         seen = None if got is None else (got.ttl, got.expires_at, got.updated_at)
+        if got is not None and got.ttl == info.ttl and got.updated_at < info.updated_at:
+            raise ClauseViolation("TTL-2", f"TTL-2: {what} returned updated_at {info.updated_at}, but get() shows "
+                                  f"{got.updated_at}: the write did not restart the stored period (every write "
+                                  "slides the expiry)", ("TTL-3",))
         assert seen == (info.ttl, info.expires_at, info.updated_at), (
             f"TTL-3: get() after {what} reports (ttl, expires_at, updated_at) = {seen}, but the write returned "
             f"{(info.ttl, info.expires_at, info.updated_at)}; the period is stored state, not a side effect."
@@ -267,6 +272,7 @@ async def _listed(store: SessionStore, owner: str | None) -> list[str]:
 async def test_expired_sessions_are_invisible_to_every_operation(ctx: SuiteContext) -> None:
     """After expiry: get None, absent from list and count, writes raise SessionNotFound, delete is False."""
     store = ctx.store
+    await owners_kept(store, "TTL-4")
     live = {s.id for s in [await store.create({"live": i}, owner="o", ttl=600) for i in range(2)]}
     made = [await timed(store.create({"dead": i}, owner="o", ttl=SHORT_TTL)) for i in range(len(EXPIRED_WRITES) + 2)]
     expired = [s.id for s, _ in made]
@@ -281,15 +287,25 @@ async def test_expired_sessions_are_invisible_to_every_operation(ctx: SuiteConte
             counted = await store.count(owner=owner)
             if counted != len(live):
                 failures.append(f"count(owner={owner!r}) = {counted}, but only {len(live)} sessions are live")
-    for sid, (name, write) in zip(expired, EXPIRED_WRITES.items(), strict=False):
+    # Each check has a control on an id that never existed: a store that gets that wrong too (an upsert, a
+    # delete that always says True) breaks LC-3/LC-4, which say so; TTL-4 blames only what expiry changes.
+    upserted: set[str] = set()
+    for n, (sid, (name, write)) in enumerate(zip(expired, EXPIRED_WRITES.items(), strict=False)):
         try:
             result = await write(store, sid)
-            failures.append(f"{name} of an expired session succeeded (returned {short(result, 50)})")
         except SessionNotFound:
-            pass
-    if (deleted := await store.delete(expired[-2])) is not False:
+            continue
+        try:
+            await write(store, f"ttl4-never-{n}")
+            upserted.add(sid)  # brought back by an upsert, as a never-created id would be: LC-3's bug
+        except SessionNotFound:
+            failures.append(f"{name} of an expired session succeeded (returned {short(result, 50)})")
+        except Exception:
+            failures.append(f"{name} of an expired session succeeded (returned {short(result, 50)})")
+    deleted = await store.delete(expired[-2])
+    if deleted is not False and await store.delete("ttl4-never-deleted") is False:
         failures.append(f"delete of an expired session returned {deleted!r}, not False")
-    for sid in expired:
+    for sid in sorted(set(expired) - upserted):
         got = await store.get(sid)
         if got is not None:
             failures.append(f"get({sid!r}) returns the expired session ({short(got.state)})")

@@ -12,6 +12,7 @@ from sessionspec.conformance.clauses import clause
 from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import KEEP, Session, SessionStore, VersionConflict
 from sessionspec.conformance.model import Call
+from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.worker import perform
 
 from ._timing import GRACE, sleep_until, timed
@@ -110,6 +111,18 @@ async def _end_incarnation(ctx: SuiteContext, id: str, end: str, last_write: flo
     )
 
 
+async def _stale_versions_conflict_at_all(store: SessionStore, kind: str) -> None:
+    """VER-2's premise: within one incarnation a stale expected_version conflicts. If not, that is MG-2's bug."""
+    session = await store.create({"log": []}, ttl=TTL)
+    await write(store, kind, session.id, 1)
+    try:
+        await write(store, kind, session.id, 2, expected_version=session.version)
+    except VersionConflict:
+        return
+    raise ClauseViolation("MG-2", f"could not check VER-2: {kind}(expected_version=<a stale version>) succeeds even "
+                          "within one incarnation — see MG-2", ("VER-2",))
+
+
 @clause("VER-2")
 @pytest.mark.parametrize("end", ["delete", "expiry"])
 async def test_a_recreated_id_never_reuses_a_version_and_old_versions_conflict(ctx: SuiteContext, end: str) -> None:
@@ -137,6 +150,7 @@ async def test_a_recreated_id_never_reuses_a_version_and_old_versions_conflict(c
                 await write(ctx.store, kind, id, -1, expected_version=stale)
             except VersionConflict:
                 continue
+            await _stale_versions_conflict_at_all(ctx.store, kind)
             pytest.fail(f"VER-2: {kind}(expected_version={stale}) succeeded on the new incarnation of {id!r}, but "
                         f"{stale} is a version of the deleted one (now at {before.version}). It must raise "
                         "VersionConflict: the caller read a session that no longer exists.", pytrace=False)

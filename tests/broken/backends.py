@@ -26,9 +26,10 @@ from sessionspec.conformance.contract import (
     TtlArg,
     VersionConflict,
 )
-from sessionspec.conformance.targets import Target
+from sessionspec.conformance.targets import Target, netloc_with_port
 from sessionspec.conformance.validation import validate_id, validate_owner, validate_ttl
 from sessionspec.reference import postgres, postgres_sql
+from sessionspec.reference.memory import MemoryStore
 from sessionspec.reference.postgres import PostgresStore
 from sessionspec.reference.redis import RedisStore
 
@@ -53,19 +54,23 @@ class BackendCase:
         assert url is not None, f"the {self.kind} target names no URL"
         store = self.store
 
-        async def factory(namespace: str) -> RedisStore | PostgresStore:
-            if issubclass(store, RedisStore):
-                opened = store.from_url(url, namespace=namespace)
-                try:
-                    return await opened.probe()
-                except BaseException:
-                    await opened.aclose()
-                    raise
-            return await store.connect(url, namespace=namespace, max_size=POOL_MAX_SIZE)
+        def factory_for(at: str) -> Callable[[str], Any]:
+            async def factory(namespace: str) -> RedisStore | PostgresStore:
+                if issubclass(store, RedisStore):
+                    opened = store.from_url(at, namespace=namespace)
+                    try:
+                        return await opened.probe()
+                    except BaseException:
+                        await opened.aclose()
+                        raise
+                return await store.connect(at, namespace=namespace, max_size=POOL_MAX_SIZE)
 
+            return factory
+
+        via_port = None if base.via_port is None else (lambda port: factory_for(netloc_with_port(url, port)))
         return dataclasses.replace(base, spec=f"tests.broken.backends:{self.name}",
                                    description=f"broken store {self.name}: {self.description}",
-                                   factory=factory, process_spec=None, closers=[])
+                                   factory=factory_for(url), via_port=via_port, process_spec=None, closers=[])
 
 
 BACKEND_BROKEN: dict[str, BackendCase] = {}
@@ -104,6 +109,38 @@ class RedisGetHidesOutage(_OutageAsMissing, RedisStore):
 @broken_on("postgres", "FL-1")
 class PostgresGetHidesOutage(_OutageAsMissing, PostgresStore):
     """get() reports "no such session" while PostgreSQL is down, instead of raising BackendUnavailable."""
+
+
+@broken_on("redis", "FL-1")
+class RedisWithoutDeadline(RedisStore):
+    """No socket timeout and no deadline (timeout=1 h): fails fast on a refused connection, hangs on a stalled one."""
+
+    @classmethod
+    def from_url(cls, url: str, *, namespace: str, **options: Any) -> RedisStore:
+        return super().from_url(url, namespace=namespace, timeout=3600.0)
+
+
+_FALLBACK_OPERATIONS = ("create", "get", "save", "apply", "append", "touch", "delete", "list", "count",
+                        "purge_expired")
+
+
+@broken_on("redis", "FL-1")
+class RedisFallsBackToMemory(RedisStore):
+    """While Redis is down every operation silently uses a per-process MemoryStore (a different answer per server)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        method = super().__getattribute__(name)
+        if name not in _FALLBACK_OPERATIONS:
+            return method
+
+        async def with_fallback(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except BackendUnavailable:
+                fallback = vars(self).setdefault("_fallback", MemoryStore())
+                return await getattr(fallback, name)(*args, **kwargs)
+
+        return with_fallback
 
 
 @broken_on("redis", "HY-1")
@@ -186,3 +223,34 @@ class RedisCasCheckedInPython(RedisStore):
             if current.version != expected_version:
                 raise VersionConflict(id, expected_version, current.version)
         return await super().save(id, state, ttl=ttl)
+
+
+CONFORMING: dict[str, BackendCase] = {}
+"""Stores that look odd but keep the contract: the named clauses must PASS on them (no false alarm)."""
+CENTURY_MS = 100 * 365 * 24 * 3600 * 1000
+
+
+class RedisCenturyForPermanent(RedisStore):
+    """Permanent (ttl=None) sessions are written with a 100-year EXPIRE, as stores that always set one do."""
+
+    async def _century(self, session: Any) -> Any:
+        if session.ttl is None:
+            await self.client.pexpire(self.session_key(session.id), CENTURY_MS)
+        return session
+
+    async def create(self, state: Mapping[str, Any] | None = None, *, id: str | None = None,
+                     owner: str | None = None, ttl: TtlArg = KEEP) -> Session:
+        return await self._century(await super().create(state, id=id, owner=owner, ttl=ttl))  # type: ignore[no-any-return]
+
+    async def save(self, id: str, state: Mapping[str, Any], *, expected_version: int | None = None,
+                   ttl: TtlArg = KEEP) -> Session:
+        return await self._century(  # type: ignore[no-any-return]
+            await super().save(id, state, expected_version=expected_version, ttl=ttl))
+
+    async def touch(self, id: str, *, ttl: TtlArg = KEEP) -> Any:
+        return await self._century(await super().touch(id, ttl=ttl))
+
+
+CONFORMING["redis_century_for_permanent"] = BackendCase(
+    "redis_century_for_permanent", "redis", RedisCenturyForPermanent, ("HY-3",),
+    "permanent sessions carry a 100-year backend expiry (HY-3 forbids only data that should expire and cannot)")

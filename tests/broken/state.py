@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sessionspec.conformance.contract import KEEP, Session, TtlArg
+from sessionspec.conformance.contract import KEEP, Session, SessionInfo, SessionNotFound, TtlArg
 from sessionspec.reference.memory import MemoryStore
 
 from ._case import broken
@@ -96,3 +96,25 @@ class EmptyStateShared(MemoryStore):
         if not state:
             self._records[session.id].state = vars(self).setdefault("_default_state", {})
         return session
+
+
+@broken("ST-2")
+class ValidatesAfterExistence(MemoryStore):
+    """save/apply/append look the session up before validating the state (spec §4.6 puts validation first)."""
+
+    async def _exists(self, id: str) -> None:
+        if isinstance(id, str) and await self.get(id) is None:
+            raise SessionNotFound(id)
+
+    async def save(self, id: str, state: Mapping[str, Any], *, ttl: TtlArg = KEEP,
+                   expected_version: int | None = None) -> Session:
+        await self._exists(id)
+        return await super().save(id, state, ttl=ttl, expected_version=expected_version)
+
+    async def apply(self, id: str, changes: Mapping[str, Any], *, expected_version: int | None = None) -> Session:
+        await self._exists(id)
+        return await super().apply(id, changes, expected_version=expected_version)
+
+    async def append(self, id: str, key: str, items: Any, *, expected_version: int | None = None) -> SessionInfo:
+        await self._exists(id)
+        return await super().append(id, key, items, expected_version=expected_version)

@@ -97,3 +97,13 @@ class PurgeCountsEverything(MemoryStore):
         examined = len(self._records)
         await super().purge_expired()
         return examined
+
+
+@broken("TTL-1")
+class WholeSecondTtls(MemoryStore):
+    """Periods are rounded down to whole seconds (EXPIRE int(ttl)): ttl=0.3 expires at once, ttl=1.5 after 1 s."""
+
+    @staticmethod
+    def _resolve_ttl(ttl: float | Keep | None, current: float | None) -> float | None:
+        period = current if isinstance(ttl, Keep) else ttl
+        return None if period is None else float(int(period))
