@@ -404,7 +404,7 @@ def test_a_missing_driver_is_a_target_error_naming_the_extra(monkeypatch: pytest
     from sessionspec.conformance.targets import TargetError, TargetOptions, resolve_target
 
     monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` now raises ImportError
-    with pytest.raises(TargetError, match=re.escape("pip install sessionspec[redis]")):
+    with pytest.raises(TargetError, match=re.escape("pip install -e '.[redis]'")):
         resolve_target("redis://127.0.0.1:1/0", TargetOptions())
 
 

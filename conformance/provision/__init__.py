@@ -134,8 +134,8 @@ def provision(
 
 
 def describe(server: Server) -> str:
-    """One line for people: kind, URL (password hidden unless the server is ours), how, what it can do."""
-    url = server.url if server.controllable else redact(server.url)
+    """One line for people: kind, URL (password always hidden: this line reaches logs and reports), how, traits."""
+    url = redact(server.url)
     traits = ["stop/start" if server.controllable else "not controllable"]
     if server.persistent:
         traits.append("data survives restart")
