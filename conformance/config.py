@@ -31,7 +31,7 @@ from typing import Any
 
 import click
 
-from .clauses import SPEC_VERSIONS
+from . import clauses as registry
 
 __all__ = [
     "KEYS",
@@ -56,9 +56,10 @@ def normalize_spec_version(text: str) -> str:
     """"1", "1.0", "v1.0" -> "1.0"; ValueError naming the known versions for anything else."""
     raw = text.strip().lower().removeprefix("v")
     version = f"{raw}.0" if re.fullmatch(r"\d+", raw) else raw
-    if version not in SPEC_VERSIONS:
-        raise ValueError(f"unknown spec version {text!r}; this sessionspec knows {', '.join(SPEC_VERSIONS)} "
-                         f"(a major version alone, such as 1, means {SPEC_VERSIONS[0].split('.')[0]}.0)")
+    known = registry.SPEC_VERSIONS
+    if version not in known:
+        raise ValueError(f"unknown spec version {text!r}; this sessionspec knows {', '.join(known)} "
+                         f"(a major version alone, such as 1, means {known[0].split('.')[0]}.0)")
     return version
 
 
@@ -68,7 +69,7 @@ class SpecVersion(click.ParamType):
     name = "spec version"
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "[" + "|".join(SPEC_VERSIONS) + "]"
+        return "[" + "|".join(registry.SPEC_VERSIONS) + "]"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         try:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .clauses import SPEC_VERSIONS, Clause, clauses_for
+from . import clauses as registry
+from .clauses import Clause
 from .results import ClauseResult, RunResult
 
 if TYPE_CHECKING:
@@ -108,8 +109,8 @@ def requirement_problems(result: RunResult, requirement: Requirement) -> list[st
 
 def newer_clauses(spec_version: str, known: Iterable[Clause] | None = None) -> list[Clause]:
     """Clauses of later spec versions than the pinned one: listed in reports so an upgrade is a choice."""
-    pinned = {c.id for c in clauses_for(spec_version)}
-    latest = clauses_for(SPEC_VERSIONS[-1]) if known is None else known
+    pinned = {c.id for c in registry.clauses_for(spec_version)}
+    latest = registry.clauses_for(registry.SPEC_VERSIONS[-1]) if known is None else known
     return [c for c in latest if c.id not in pinned]
 
 

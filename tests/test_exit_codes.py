@@ -1,0 +1,151 @@
+"""Exit codes a CI gate can act on: 0 conformant, 1 not, 2 usage/config error, 3 backend not there.
+
+Each code is produced by the real command (CliRunner in-process, or a subprocess where stderr
+matters), and the backend cases use real refused ports and a provisioning order with nothing
+to try, never a mocked failure.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from sessionspec.conformance import BackendUnavailable, cli
+from sessionspec.conformance.exitcodes import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    backend_cause,
+    exit_code_for,
+)
+from sessionspec.conformance.provision import ProvisionError, describe
+from sessionspec.conformance.provision.base import free_port
+from sessionspec.conformance.targets import TargetError
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FAST = ["--clause", "LC-1", "-k", "test_lifecycle"]
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    monkeypatch.setenv("SESSIONSPEC_NO_CONFIG", "1")
+    for name in ("SESSIONSPEC_REDIS_URL", "SESSIONSPEC_POSTGRES_URL", "SESSIONSPEC_REDIS_CLUSTER_URL",
+                 "GITHUB_STEP_SUMMARY", "SESSIONSPEC_PROVISION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
+
+
+def closed_port() -> int:
+    return free_port()  # free now: nothing listens there, so a connect is refused
+
+
+# ------------------------------------------------------------------ the classification
+def _raised(outer: Exception, inner: BaseException) -> Exception:
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise outer from exc
+    except Exception as caught:
+        return caught
+
+
+@pytest.mark.parametrize("inner", [
+    ProvisionError("could not provision a redis server; tried:", [("local", "no redis-server")]),
+    BackendUnavailable("Redis is unavailable"),
+    ConnectionRefusedError(111, "refused"),
+    TimeoutError("timed out"),
+])
+def test_a_target_error_caused_by_a_missing_backend_is_3(inner: BaseException) -> None:
+    error = _raised(TargetError("Target 'x': ..."), inner)
+    assert backend_cause(error) is inner and exit_code_for(error) == EXIT_BACKEND
+
+
+@pytest.mark.parametrize("inner", [ImportError("no module"), ValueError("bad"), FileNotFoundError("ledger")])
+def test_any_other_target_error_is_2(inner: BaseException) -> None:
+    assert exit_code_for(_raised(TargetError("Target 'x': ..."), inner)) == EXIT_USAGE
+    assert exit_code_for(TargetError("no cause")) == EXIT_USAGE
+
+
+# ------------------------------------------------------------------ 0 / 1 / 2 from the command
+def test_0_conformant_1_not_2_usage() -> None:
+    assert invoke("check", "memory", *FAST, "-q").exit_code == EXIT_OK
+    assert invoke("check", "cli_targets:drops_owner", *FAST, "-q").exit_code == EXIT_FAILED
+    assert invoke("check", "nosuchscheme://x", *FAST).exit_code == EXIT_USAGE
+    assert invoke("check", "nosuchmodule:factory", *FAST).exit_code == EXIT_USAGE
+
+
+def test_an_unmet_required_level_is_1_not_2() -> None:
+    result = invoke("check", "cli_targets:drops_owner", "--require-level", "core", *FAST, "-q")
+    assert result.exit_code == EXIT_FAILED, result.output
+
+
+# ------------------------------------------------------------------ 3: the backend was not there
+@pytest.mark.redis
+def test_an_unreachable_redis_url_is_3_with_one_relevant_paragraph() -> None:
+    pytest.importorskip("redis")
+    out = subprocess.run(
+        [sys.executable, "-m", "sessionspec", "check", f"redis://127.0.0.1:{closed_port()}/0", "-q", *FAST],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == EXIT_BACKEND, out.stdout + out.stderr
+    assert "could not be reached" in " ".join(out.stderr.split()) and "Traceback" not in out.stderr
+    assert "factory(namespace" not in out.stderr, "the factory is fine: its contract is beside the point"
+    assert "UserWarning" not in out.stderr, "redis-py's Retry conversion notice must not reach -q output"
+
+
+def test_a_factory_whose_server_refuses_is_3() -> None:
+    result = invoke("check", "cli_targets:raises", *FAST)
+    assert result.exit_code == EXIT_BACKEND, result.output
+    assert "ConnectionRefusedError" in result.stderr and "factory(namespace" not in result.stderr
+
+
+@pytest.mark.parametrize("target", ["redis", "postgres"])
+def test_a_backend_nothing_can_provision_is_3_and_names_what_to_do(monkeypatch: pytest.MonkeyPatch,
+                                                                  target: str) -> None:
+    pytest.importorskip("redis" if target == "redis" else "asyncpg")
+    monkeypatch.setenv("SESSIONSPEC_PROVISION", "url")  # the only method, and no URL given
+    result = invoke("check", target, *FAST)
+    assert result.exit_code == EXIT_BACKEND, result.output
+    assert "could not" in result.stderr and "SESSIONSPEC_" in result.stderr
+    assert ".ci/build-images.sh" not in result.stderr, "that script exists only in a source checkout"
+    assert "[servers]" in result.stderr, "the message names the wheel-shipped servers"
+
+
+def test_backends_up_that_cannot_provision_is_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSIONSPEC_PROVISION", "url")
+    result = invoke("backends", "up", "redis")
+    assert result.exit_code == EXIT_BACKEND and "could not provision" in result.stderr
+
+
+# ------------------------------------------------------------------ messages that leaked or misled
+def test_the_target_line_never_shows_a_password() -> None:
+    class Provisioned:
+        kind, method, controllable, persistent = "postgres", "local postgres 15", True, True
+        url = "postgresql://sessionspec:0123456789abcdef@127.0.0.1:5999/sessionspec"
+
+    line = describe(Provisioned())  # type: ignore[arg-type]
+    assert "0123456789abcdef" not in line and "***" in line
+
+
+def test_spec_version_1_means_1_0() -> None:
+    assert invoke("check", "--list", "--spec-version", "1").exit_code == EXIT_OK
+    assert invoke("check", "--list", "--spec-version", "v1.0").exit_code == EXIT_OK
+    result = invoke("check", "--list", "--spec-version", "2")
+    assert result.exit_code == EXIT_USAGE and "1.0" in result.output
+
+
+def test_help_lists_every_exit_code() -> None:
+    text = invoke("check", "--help").output
+    for code in ("0 conformant", "1 not conformant", "2 usage or configuration error",
+                 "3 a backend could not be provisioned or reached"):
+        assert code in " ".join(text.split()), code
