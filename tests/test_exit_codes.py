@@ -23,8 +23,11 @@ from sessionspec.conformance.exitcodes import (
     backend_cause,
     exit_code_for,
 )
+from sessionspec.conformance.gate import Requirement, requirement_problems
 from sessionspec.conformance.provision import ProvisionError, describe
 from sessionspec.conformance.provision.base import free_port
+from sessionspec.conformance.results import RunResult
+from sessionspec.conformance.results import TestOutcome as Outcome
 from sessionspec.conformance.targets import TargetError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -149,3 +152,51 @@ def test_help_lists_every_exit_code() -> None:
     for code in ("0 conformant", "1 not conformant", "2 usage or configuration error",
                  "3 a backend could not be provisioned or reached"):
         assert code in " ".join(text.split()), code
+
+
+# ------------------------------------------------------------------ what a required level demands
+def _whole_run(capabilities: set[str], *, na: str = "", failing: str = "", shared: bool = True) -> RunResult:
+    from sessionspec.conformance.clauses import clauses_for
+
+    tests = []
+    for c in clauses_for("1.0"):
+        if c.status != "active":
+            continue
+        status, message = "passed", ""
+        if c.capability not in capabilities:
+            status, message = "skipped", f"the store does not claim {c.capability!r}"
+        elif c.id == na:
+            status, message = "skipped", "not applicable: no stop_backend/start_backend hooks"
+        elif c.id == failing:
+            status, message = "failed", "it broke"
+        tests.append(Outcome(f"suite::{c.id}", f"test_{c.id}", (c.id,), status, 0.01, message))  # type: ignore[arg-type]
+    if shared:
+        tests.append(Outcome("suite::cc[shared]", "test_cc[shared]", ("CC-1",), "passed", 0.01))
+    return RunResult("memory", "fake", frozenset(capabilities), "1.0", tests, 1.0, "2026-01-01T00:00:00+00:00")
+
+
+def test_a_level_is_reached_only_when_every_clause_of_it_ran_and_passed() -> None:
+    everything = {"core", "atomic", "listing", "shared", "durable"}
+    assert requirement_problems(_whole_run(everything), Requirement("full")) == []
+    assert requirement_problems(_whole_run({"core", "atomic"}), Requirement("core+atomic")) == []
+    not_checked = requirement_problems(_whole_run({"core", "atomic"}, na="FL-1"), Requirement("core"))
+    assert not_checked == ["core: FL-1 not checked (n/a: no stop_backend/start_backend hooks)"]
+    assert requirement_problems(_whole_run({"core"}), Requirement("core+atomic")) == [
+        "atomic: the store does not claim it"]
+    assert requirement_problems(_whole_run(everything, shared=False), Requirement("full")) == [
+        "shared: no cross-process run passed (not checked)"]
+    assert requirement_problems(_whole_run({"core", "atomic"}, failing="CC-3"), Requirement(None, ("atomic",)))[0] \
+        .startswith("atomic: CC-3 fail")
+
+
+def test_under_a_requirement_a_claimed_clause_not_checked_fails_too() -> None:
+    run = _whole_run({"core", "durable"}, na="FL-3")
+    assert requirement_problems(run, Requirement("core")) == [
+        "durable (claimed): FL-3 not checked (n/a: no stop_backend/start_backend hooks)"]
+    assert requirement_problems(run, Requirement()) == [], "no requirement, no demand"
+
+
+def test_a_narrowed_run_cannot_meet_a_requirement() -> None:
+    run = _whole_run({"core"})
+    run.selected = frozenset({"LC-1"})
+    assert "judged on whole runs only" in requirement_problems(run, Requirement("core"))[0]
