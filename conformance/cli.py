@@ -210,8 +210,8 @@ def main() -> None:
               help="Print the clauses of the spec version and the suite tests checking each; run nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no table: failures and the summary line only.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each failing test's full details (tracebacks, diffs).")
-@gate_options
 @click.pass_context
+@gate_options
 def check(ctx: click.Context, target: str | None, clause_ids: tuple[str, ...], keyword: str | None,
           report: Path | None, junit: Path | None, markdown: Path | None, divergences: Path | None,
           spec_version: str, timeout: float, require_backends: bool, redis_url: str | None,

@@ -63,7 +63,7 @@ def normalize_spec_version(text: str) -> str:
     return version
 
 
-class SpecVersion(click.ParamType):
+class SpecVersion(click.ParamType):  # type: ignore[type-arg]  # generic in click >= 8.2 only
     """--spec-version: a known spec version, also written as its major number (1 = 1.0)."""
 
     name = "spec version"

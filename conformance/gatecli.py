@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -20,7 +20,6 @@ from .gate import GateOptions, Requirement
 
 __all__ = ["claims_override", "gate_options", "gate_settings", "quiet_driver_warnings"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 CONFIG_NOTE = "_sessionspec_config"
 
 
@@ -47,7 +46,7 @@ def _apply_config(ctx: click.Context, param: click.Parameter, value: Path | None
         ctx.meta[CONFIG_NOTE] = config.describe()
 
 
-def gate_options(command: F) -> F:
+def gate_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the gate options to a click command (they arrive in its **kwargs)."""
     decorators = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
