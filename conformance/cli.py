@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -245,7 +246,9 @@ def check(ctx: click.Context, target: str | None, clause_ids: tuple[str, ...], k
     from .report.terminal import print_result
 
     print_result(console, result, verbose=verbose, written=written, quiet=quiet)
-    ctx.exit(finish(console, result, settings))
+    ctx.exit(finish(console, result, settings, rerun=lambda ids, claims: _run(
+        console, target or "memory", replace(options, claims=claims), clause_ids=ids, keyword=None,
+        spec_version=spec_version, ledger={}, timeout=timeout, quiet=True)))
 
 
 def _load_ledger(path: Path | None) -> dict[str, str]:

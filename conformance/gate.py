@@ -13,7 +13,7 @@ Also here: the clauses newer than a pinned spec version (reported, never gated).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,6 +125,8 @@ class GateOptions:
     report_dir: Path | None = None
     config: str = ""
     """Where [tool.sessionspec] was read from, or empty."""
+    explore: bool = False
+    """--explore-claims: try the unclaimed capabilities' clauses in a second run."""
 
 
 def summary_preface(result: RunResult, options: GateOptions) -> list[str]:
@@ -146,8 +148,11 @@ def summary_preface(result: RunResult, options: GateOptions) -> list[str]:
     return lines
 
 
-def finish(console: Console, result: RunResult, options: GateOptions) -> int:
-    """Say what the gate adds to the printed result, write the report directory, return the exit code."""
+def finish(console: Console, result: RunResult, options: GateOptions,
+           rerun: Callable[[Sequence[str], frozenset[str]], RunResult] | None = None) -> int:
+    """Say what the gate adds to the printed result, write the report directory, return the exit code.
+
+    rerun(clause_ids, claims) runs the same target again (for --explore-claims)."""
     from rich.text import Text
 
     from .baseline import compare
@@ -168,6 +173,19 @@ def finish(console: Console, result: RunResult, options: GateOptions) -> int:
     elif options.requirement:
         console.print(Text(f"Requirement met: {options.requirement.describe()} ({options.requirement.source})",
                            style="green"))
+    for line in claim_problems(result):
+        console.print(Text(f"Claim check: {line}", style="red"))
+    if options.explore and rerun is not None and explorable(result):
+        from .contract import CAPABILITIES
+
+        # `shared` is tried only with its own clauses' runs, never added: a store built for one
+        # process would fail the cross-process variants of clauses it does claim.
+        claims = frozenset(CAPABILITIES) - ({"shared"} - result.capabilities)
+        explored = rerun(explorable(result), claims)
+        could = could_claim(result.capabilities, explored)
+        console.print(Text(("You could claim: " + ", ".join(could) + " (every clause of it passed when tried; "
+                            "not a failure)") if could else "Unclaimed capabilities tried: none would pass yet.",
+                           style="cyan"))
     newer = newer_clauses(result.spec_version)
     if newer:
         console.print(Text(f"Pinned to spec {result.spec_version}; newer clauses not checked: "
@@ -181,3 +199,48 @@ def finish(console: Console, result: RunResult, options: GateOptions) -> int:
         console.print(Text(f"Failure report: {options.report_dir}/ (re-run it: sessionspec recheck "
                            f"{options.report_dir})", style="bold"))
     return code
+
+
+# -- two-sided capabilities ---------------------------------------------------------------
+STRUCTURAL: tuple[tuple[str, str, str], ...] = (
+    ("atomic", "MG-2", "the store claims 'atomic' but does not honour expected_version (MG-2 fails: a stale "
+                       "version is accepted). Implement the compare-and-set, or stop claiming 'atomic'."),
+    ("durable", "FL-3", "the store claims 'durable' but its sessions do not survive a backend restart (FL-3). "
+                        "Persist them, or stop claiming 'durable'."),
+    ("listing", "LS-2", "the store claims 'listing' but count() does not count the live sessions (LS-2). "
+                        "Fix list/count, or stop claiming 'listing'."),
+)
+
+
+def claim_problems(result: RunResult) -> list[str]:
+    """One precise line per claim the store structurally lacks, instead of a pile of failing clauses."""
+    verdicts = {c.clause.id: c.verdict for c in result.clauses}
+    lines = [why for capability, cid, why in STRUCTURAL
+             if capability in result.capabilities and verdicts.get(cid) == "fail"]
+    if "shared" in result.capabilities:
+        def base(name: str) -> str:
+            return name.split("[", 1)[0]
+
+        failed_shared = {base(t.name) for t in result.tests if SHARED_RUN in t.name and t.status in ("failed", "error")}
+        passed_alone = {base(t.name) for t in result.tests if SHARED_RUN not in t.name and t.status == "passed"}
+        if failed_shared and failed_shared <= passed_alone:
+            lines.append("the store claims 'shared' but its concurrency clauses fail only across instances and "
+                         "processes: instances do not share state (a per-instance cache or lock?). Share it, or "
+                         "stop claiming 'shared'.")
+    return lines
+
+
+def explorable(result: RunResult) -> list[str]:
+    """Active clause IDs of the capabilities the store does not claim (`shared` has none of its own)."""
+    return [c.clause.id for c in result.clauses
+            if c.clause.capability not in result.capabilities and c.clause.status == "active"]
+
+
+def could_claim(declared: frozenset[str], explored: RunResult) -> list[str]:
+    """Unclaimed capabilities whose every active clause passed (or n/a, one at least passed) when tried."""
+    found = []
+    for capability in sorted({c.clause.capability for c in explored.clauses} - declared):
+        mine = [c for c in explored.clauses if c.clause.capability == capability and c.clause.status == "active"]
+        if mine and all(c.verdict in ("pass", "n/a") for c in mine) and any(c.verdict == "pass" for c in mine):
+            found.append(capability)
+    return found

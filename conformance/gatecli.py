@@ -64,6 +64,9 @@ def gate_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), metavar="PREV.json",
                      help="A previous --report: the summary starts with the clauses newly failing or passing "
                           "and any level change."),
+        click.option("--explore-claims", "explore", is_flag=True,
+                     help="Also try the clauses of the capabilities the store does not claim (a second run) and "
+                          "report 'you could claim X'; never a failure."),
         click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
                      help="When the run fails, write the failure report directory DIR (failing clauses, "
                           "histories, reproduction); re-run it with `sessionspec recheck DIR`."),
@@ -106,7 +109,7 @@ def gate_settings(ctx: click.Context, gate: Mapping[str, Any]) -> GateOptions:
     return GateOptions(
         requirement=Requirement(level, require, source), baseline=baseline,
         baseline_source=str(path) if path else "", report_dir=report_dir,
-        config=str(ctx.meta.get(CONFIG_NOTE, "")),
+        config=str(ctx.meta.get(CONFIG_NOTE, "")), explore=bool(gate.get("explore")),
     )
 
 

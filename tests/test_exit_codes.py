@@ -200,3 +200,40 @@ def test_a_narrowed_run_cannot_meet_a_requirement() -> None:
     run = _whole_run({"core"})
     run.selected = frozenset({"LC-1"})
     assert "judged on whole runs only" in requirement_problems(run, Requirement("core"))[0]
+
+
+# ------------------------------------------------------------------ two-sided capabilities
+CORE_ONLY = '''
+from sessionspec.reference import MemoryStore
+
+
+class CoreOnly(MemoryStore):
+    capabilities = frozenset({"core"})
+
+
+def factory(namespace: str) -> CoreOnly:
+    return CoreOnly()
+'''
+
+
+def test_an_unclaimed_capability_that_would_pass_is_offered_not_failed(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "core_only.py").write_text(CORE_ONLY, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke("check", "core_only:factory", *FAST, "-q", "--explore-claims")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "You could claim: atomic, listing" in result.stdout
+
+
+def test_a_claim_the_store_structurally_lacks_gets_one_precise_line() -> None:
+    from sessionspec.conformance.gate import claim_problems
+
+    ignores_versions = _whole_run({"core", "atomic"}, failing="MG-2")
+    assert claim_problems(ignores_versions) == [
+        "the store claims 'atomic' but does not honour expected_version (MG-2 fails: a stale version is accepted). "
+        "Implement the compare-and-set, or stop claiming 'atomic'."]
+    one_process = _whole_run({"core", "shared"})
+    one_process.tests += [Outcome("s::a[one-instance]", "test_cc[one-instance]", ("CC-1",), "passed", 0.1),
+                          Outcome("s::a[shared]", "test_cc[shared]", ("CC-1",), "failed", 0.1, "lost")]
+    assert "instances do not share state" in claim_problems(one_process)[0]
+    assert claim_problems(_whole_run({"core", "atomic"})) == []
