@@ -67,6 +67,11 @@ Examples:
   sessionspec check mymod:factory --divergences ledger.toml
   sessionspec check postgres --markdown "$GITHUB_STEP_SUMMARY"
   sessionspec check --list                   # the clauses and their tests; runs nothing
+  sessionspec check mymod:factory --require-level core+atomic --report-dir failures
+  sessionspec recheck failures               # the failing tests of that run, again
+
+\b
+Settings may live in [tool.sessionspec] in pyproject.toml (see docs/ci.md); flags win.
 
 \b
 A divergence ledger is TOML:  [divergences]

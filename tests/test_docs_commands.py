@@ -96,14 +96,28 @@ def _marks(command: str) -> list[pytest.MarkDecorator]:
     return [getattr(pytest.mark, NEEDS[w]) for w in NEEDS if w in words or f"{w}://" in command]
 
 
+def help_commands() -> list[str]:
+    """The examples in `sessionspec check --help` and `backends up --help`."""
+    from click.testing import CliRunner
+
+    from sessionspec.conformance import cli
+
+    found = []
+    for args in (["check", "--help"], ["backends", "up", "--help"], ["recheck", "--help"]):
+        text = CliRunner().invoke(cli.main, args).output
+        found += [line.strip() for line in text.splitlines() if line.strip().startswith("sessionspec ")]
+    return found
+
+
 def _all_commands() -> list[Any]:
     params, seen = [], set()
-    for path in DOCS:
-        for command in doc_commands(path):
+    sources = [(path.name, doc_commands(path)) for path in DOCS] + [("--help", help_commands())]
+    for name, commands in sources:
+        for command in commands:
             if _code(command) in seen:
                 continue
             seen.add(_code(command))
-            params.append(pytest.param(command, marks=_marks(command), id=f"{path.name}:{_code(command)[:60]}"))
+            params.append(pytest.param(command, marks=_marks(command), id=f"{name}:{_code(command)[:60]}"))
     return params
 
 
@@ -253,7 +267,8 @@ def test_a_documented_command_works_as_written(command: str, project: Path, serv
     if not re.search(runs, code):
         return
     narrowed = re.search(r"(--clause|-k) ", code) is not None
-    env = _env(project, PYTEST_ADDOPTS="" if narrowed else NARROW)
+    env = _env(project, PYTEST_ADDOPTS="" if narrowed else NARROW,
+               GITHUB_STEP_SUMMARY=str(project / "step-summary.md"))
     for url in ("redis://127.0.0.1:6379/0", "redis://localhost:6379/0"):
         if url in code:
             code = code.replace(url, servers("redis"))

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-pytest.importorskip("redis", reason="pip install sessionspec[redis]")
+pytest.importorskip("redis", reason="pip install -e '.[redis]'")
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
