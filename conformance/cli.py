@@ -29,7 +29,7 @@ import click
 from .clauses import SPEC_VERSIONS, clauses_for, get_clause
 from .config import SpecVersion
 from .exitcodes import EXIT_BACKEND, EXIT_CODES_TEXT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code_for
-from .gate import GateOptions, finish, summary_preface
+from .gate import GateOptions, finish, gate_passes, summary_preface
 from .gatecli import claims_override, gate_options, gate_settings, quiet_driver_warnings
 from .plugin import DEFAULT_TIMEOUT
 from .targets import TARGET_FORMS
@@ -311,7 +311,8 @@ def _write_reports(result: RunResult, *, report: Path | None, junit: Path | None
         (report, write_json),
         (junit, write_junit),
         (markdown, lambda r, p: write_markdown(r, p, append=bool(summary) and str(p) == summary,
-                                               preface=summary_preface(r, gate) if gate else ())),
+                                               preface=summary_preface(r, gate) if gate else (),
+                                               ok=gate_passes(r, gate) if gate else None)),
     ]
     written = []
     for path, writer in jobs:

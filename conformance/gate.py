@@ -25,8 +25,8 @@ from .results import ClauseResult, RunResult
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["LEVEL_CAPABILITIES", "GateOptions", "Requirement", "finish", "newer_clauses", "requirement_problems",
-           "summary_preface"]
+__all__ = ["LEVEL_CAPABILITIES", "GateOptions", "Requirement", "finish", "gate_passes", "newer_clauses",
+           "requirement_problems", "summary_preface"]
 
 LEVEL_CAPABILITIES: dict[str, tuple[str, ...]] = {
     "core": ("core",),
@@ -127,6 +127,11 @@ class GateOptions:
     """Where [tool.sessionspec] was read from, or empty."""
     explore: bool = False
     """--explore-claims: try the unclaimed capabilities' clauses in a second run."""
+
+
+def gate_passes(result: RunResult, options: GateOptions) -> bool:
+    """The run passed and the gate's requirement is met."""
+    return result.exit_code == 0 and not requirement_problems(result, options.requirement)
 
 
 def summary_preface(result: RunResult, options: GateOptions) -> list[str]:

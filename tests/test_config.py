@@ -134,11 +134,13 @@ def test_capabilities_override_what_the_store_declares(tmp_path: Path, monkeypat
 def test_the_required_level_from_the_table_is_named_when_unmet(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     project(tmp_path, 'require-level = "core"\n', monkeypatch)
-    result = invoke("check", "memory", *FAST, "-q")
+    result = invoke("check", "memory", *FAST, "-q", "--markdown", str(tmp_path / "s.md"))
     assert result.exit_code == 1, result.output
     text = " ".join(result.stdout.split())
     assert "REQUIREMENT NOT MET: level core" in text and "pyproject.toml" in text
     assert "judged on whole runs only" in text, "a --clause run cannot prove a level"
+    summary = (tmp_path / "s.md").read_text(encoding="utf-8")
+    assert summary.startswith("## sessionspec: `memory` ✘ FAIL") and "### Requirement not met" in summary
 
 
 # ------------------------------------------------------------------ pinning

@@ -53,8 +53,9 @@ def _failure_blocks(result: RunResult) -> list[str]:
     return blocks
 
 
-def render_markdown(result: RunResult, preface: Sequence[str] = ()) -> str:
-    ok = result.exit_code == 0
+def render_markdown(result: RunResult, preface: Sequence[str] = (), *, ok: bool | None = None) -> str:
+    """ok: the gate's verdict when it demands more than the run (an unmet --require-level); default the run's."""
+    ok = result.exit_code == 0 if ok is None else ok
     lines = [
         f"## sessionspec: `{clean(result.target)}` {'✔ PASS' if ok else '✘ FAIL'}",
         "",
@@ -85,7 +86,8 @@ def render_markdown(result: RunResult, preface: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(result: RunResult, path: str | Path, *, append: bool = False, preface: Sequence[str] = ()) -> None:
+def write_markdown(result: RunResult, path: str | Path, *, append: bool = False, preface: Sequence[str] = (),
+                   ok: bool | None = None) -> None:
     """Write (or, for a step-summary file other steps also write to, append) the summary."""
     with Path(path).open("a" if append else "w", encoding="utf-8") as out:
-        out.write(render_markdown(result, preface))
+        out.write(render_markdown(result, preface, ok=ok))
