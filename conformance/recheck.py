@@ -106,6 +106,9 @@ def recheck_command(ctx: click.Context, folder: Path, target: str | None, timeou
         cli._fail(str(exc))
     if not plan.clauses:
         cli._fail(f"{str(folder)!r} records no failing clause: nothing to recheck")
+    from .gatecli import quiet_driver_warnings
+
+    quiet_driver_warnings()
     console = cli._console()
     spec = target or plan.target
     extra: dict[str, Any] = {}
