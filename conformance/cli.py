@@ -2,9 +2,8 @@
 
 Thin on purpose: it parses options, resolves the target, hands the run to
 :func:`sessionspec.conformance.runner.run_suite` and gives the RunResult to the report
-writers. Exit codes: 0 every claimed clause that ran passed; 1 a failure, a stale
-divergence-ledger entry or a run error; 2 bad usage (unknown target, option, clause ID,
-unreadable ledger, or a selection that matched no test); 130 interrupted (Ctrl-C).
+writers. Exit codes (conformance/exitcodes.py): 0 conformant; 1 not conformant; 2 usage or
+configuration error; 3 a backend could not be provisioned or reached; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -27,6 +27,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .clauses import SPEC_VERSIONS, clauses_for, get_clause
+from .config import SpecVersion
+from .exitcodes import EXIT_BACKEND, EXIT_CODES_TEXT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code_for
+from .gate import GateOptions, finish, gate_passes, summary_preface
+from .gatecli import claims_override, gate_options, gate_settings, quiet_driver_warnings
 from .plugin import DEFAULT_TIMEOUT
 from .targets import TARGET_FORMS
 
@@ -36,9 +40,8 @@ if TYPE_CHECKING:
     from .provision import Server
     from .results import RunResult
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_BACKEND", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 BACKEND_ENV = {
     "redis": "SESSIONSPEC_REDIS_URL",
     "postgres": "SESSIONSPEC_POSTGRES_URL",
@@ -46,12 +49,7 @@ BACKEND_ENV = {
 }
 """The variables `backends up` exports (the same provision.URL_ENV reads; copied so --help imports no provisioning)."""
 
-EXIT_CODES = (
-    "Exit codes: 0 every claimed clause that ran passed (known divergences allowed); "
-    "1 a clause failed, a divergence-ledger entry is stale, or the run broke; "
-    "2 bad usage (unknown target, option or clause ID, unreadable ledger, nothing selected); "
-    "130 interrupted."
-)
+EXIT_CODES = EXIT_CODES_TEXT
 
 CHECK_EPILOG = f"""\b
 TARGET forms (default: memory):
@@ -69,6 +67,11 @@ Examples:
   sessionspec check mymod:factory --divergences ledger.toml
   sessionspec check postgres --markdown "$GITHUB_STEP_SUMMARY"
   sessionspec check --list                   # the clauses and their tests; runs nothing
+  sessionspec check mymod:factory --require-level core+atomic --report-dir failures
+  sessionspec recheck failures               # the failing tests of that run, again
+
+\b
+Settings may live in [tool.sessionspec] in pyproject.toml (see docs/ci.md); flags win.
 
 \b
 A divergence ledger is TOML:  [divergences]
@@ -199,13 +202,12 @@ def main() -> None:
 @click.option("--divergences", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.toml",
               help="A ledger of known divergences: listed failing clauses do not fail the run; "
                    "listed passing clauses do (remove the stale entry).")
-@click.option("--spec-version", type=click.Choice(SPEC_VERSIONS), default=SPEC_VERSIONS[-1], show_default=True,
+@click.option("--spec-version", type=SpecVersion(), default=SPEC_VERSIONS[-1], show_default=True,
               help="Check the clauses of this spec version (pin it so upgrades never move your CI gate).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
               metavar="SECONDS", help="Time limit per suite test; a hung store fails that test, not the run.")
-@click.option("--require-backends", is_flag=True, envvar="SESSIONSPEC_REQUIRE_BACKENDS",
-              help="Fail instead of skipping when a Redis/Postgres server cannot be provisioned (for CI) "
-                   "[env: SESSIONSPEC_REQUIRE_BACKENDS].")
+@click.option("--require-backends", is_flag=True, envvar="SESSIONSPEC_REQUIRE_BACKENDS", hidden=True,
+              help="Accepted for compatibility: `check` always exits 3 when a backend cannot be provisioned.")
 @click.option("--redis-url", envvar="SESSIONSPEC_REDIS_URL", metavar="URL",
               help="Use this Redis server for the `redis` target [env: SESSIONSPEC_REDIS_URL].")
 @click.option("--postgres-url", envvar="SESSIONSPEC_POSTGRES_URL", metavar="URL",
@@ -217,12 +219,13 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no table: failures and the summary line only.")
 @click.option("-v", "--verbose", is_flag=True, help="Show each failing test's full details (tracebacks, diffs).")
 @click.pass_context
+@gate_options
 def check(ctx: click.Context, target: str | None, clause_ids: tuple[str, ...], keyword: str | None,
           replay: tuple[str, ...],
           report: Path | None, junit: Path | None, markdown: Path | None, divergences: Path | None,
           spec_version: str, timeout: float, require_backends: bool, redis_url: str | None,
           postgres_url: str | None, redis_cluster_url: str | None, list_only: bool, quiet: bool,
-          verbose: bool) -> None:
+          verbose: bool, **gate: Any) -> None:
     """Run the conformance suite against TARGET and report a verdict per clause."""
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose contradict each other; choose one.")
@@ -240,23 +243,28 @@ def check(ctx: click.Context, target: str | None, clause_ids: tuple[str, ...], k
         ctx.exit(_list_clauses(spec_version, names=target is not None or verbose))
     ledger = _load_ledger(divergences)
     _prepare_outputs([report, junit, markdown])
+    settings = gate_settings(ctx, gate)
+    quiet_driver_warnings()
 
     from .targets import TargetOptions
 
     options = TargetOptions(redis_url=redis_url, postgres_url=postgres_url,
-                            redis_cluster_url=redis_cluster_url, require_backends=require_backends)
+                            redis_cluster_url=redis_cluster_url, require_backends=require_backends,
+                            claims=claims_override(gate))
     console = _console()
     result = _run(console, "memory" if target is None else target, options, clause_ids=clause_ids, keyword=keyword,
                   spec_version=spec_version, ledger=ledger, timeout=timeout, quiet=quiet, replay=replay)
     if not result.tests and not result.errors:
         _fail("no suite test matched the selection (--clause / -k), so nothing was checked and no report "
               "was written. Run 'sessionspec check --list' to see which clauses have tests.")
-    written = _write_reports(result, report=report, junit=junit, markdown=markdown)
+    written = _write_reports(result, report=report, junit=junit, markdown=markdown, gate=settings)
 
     from .report.terminal import print_result
 
     print_result(console, result, verbose=verbose, written=written, quiet=quiet)
-    ctx.exit(result.exit_code)
+    ctx.exit(finish(console, result, settings, rerun=lambda ids, claims: _run(
+        console, target or "memory", replace(options, claims=claims), clause_ids=ids, keyword=None,
+        spec_version=spec_version, ledger={}, timeout=timeout, quiet=True)))
 
 
 def _load_ledger(path: Path | None) -> dict[str, str]:
@@ -282,7 +290,7 @@ def _run(console: Console, spec: str, options: Any, *, clause_ids: Sequence[str]
         try:
             resolved = resolve_target(spec, options)
         except TargetError as exc:
-            _fail(str(exc))
+            _fail(str(exc), exit_code_for(exc))
         except KeyboardInterrupt:
             _fail("while preparing the target.", EXIT_INTERRUPTED, prefix="Interrupted ")
         try:
@@ -290,10 +298,10 @@ def _run(console: Console, spec: str, options: Any, *, clause_ids: Sequence[str]
                 result = run_suite(resolved, clauses=clause_ids, keyword=keyword, spec_version=spec_version,
                                    divergences=ledger, timeout=timeout, listener=listener, replay=replay)
         except TargetError as exc:
-            _fail(str(exc))
+            _fail(str(exc), exit_code_for(exc))
         except TimeoutError:
             _fail(f"the store of target {spec!r} did not open within the time limit while the suite read its "
-                  "capabilities; check that its backend is reachable.")
+                  "capabilities; check that its backend is reachable.", EXIT_BACKEND)
         except KeyboardInterrupt:
             pressed.set()
         finally:
@@ -305,7 +313,7 @@ def _run(console: Console, spec: str, options: Any, *, clause_ids: Sequence[str]
 
 
 def _write_reports(result: RunResult, *, report: Path | None, junit: Path | None,
-                   markdown: Path | None) -> list[str]:
+                   markdown: Path | None, gate: GateOptions | None = None) -> list[str]:
     from .report.json_report import write_json
     from .report.junit import write_junit
     from .report.markdown import write_markdown
@@ -314,7 +322,9 @@ def _write_reports(result: RunResult, *, report: Path | None, junit: Path | None
     jobs: list[tuple[Path | None, Callable[[RunResult, Path], None]]] = [
         (report, write_json),
         (junit, write_junit),
-        (markdown, lambda r, p: write_markdown(r, p, append=bool(summary) and str(p) == summary)),
+        (markdown, lambda r, p: write_markdown(r, p, append=bool(summary) and str(p) == summary,
+                                               preface=summary_preface(r, gate) if gate else (),
+                                               ok=gate_passes(r, gate) if gate else None)),
     ]
     written = []
     for path, writer in jobs:
@@ -385,7 +395,7 @@ def _list_clauses(spec_version: str, *, names: bool) -> int:
 
 
 @main.command("clauses")
-@click.option("--spec-version", type=click.Choice(SPEC_VERSIONS), default=SPEC_VERSIONS[-1], show_default=True)
+@click.option("--spec-version", type=SpecVersion(), default=SPEC_VERSIONS[-1], show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Name the suite tests of each clause.")
 @click.pass_context
 def clauses_command(ctx: click.Context, spec_version: str, verbose: bool) -> None:
@@ -430,7 +440,7 @@ def backends_up(kinds: tuple[str, ...]) -> None:
             try:
                 server = provision(kind)
             except ProvisionError as exc:
-                _fail(str(exc), EXIT_FAILED)
+                _fail(str(exc), EXIT_BACKEND)
             servers.append(server)
             click.echo(f"# {describe(server)}", err=True)
         for server in servers:
@@ -446,6 +456,10 @@ def backends_up(kinds: tuple[str, ...]) -> None:
         if servers:
             click.echo("# servers stopped", err=True)
 
+
+from .recheck import recheck_command  # noqa: E402 - registered last, it reuses the helpers above
+
+main.add_command(recheck_command)
 
 if __name__ == "__main__":
     main()

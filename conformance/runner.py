@@ -50,6 +50,8 @@ def run_suite(
         )
         if listener is not None:
             state.listeners.append(listener)
+        if resolved.claims is not None:  # [tool.sessionspec] capabilities: check these claims instead
+            state.capabilities = resolved.claims
         args = [str(plugin.SUITE_DIR), "-p", "no:cacheprovider",
                 "-o", "python_files=test_*.py", *pytest_args]
         if keyword:

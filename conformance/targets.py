@@ -14,7 +14,7 @@ import inspect
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .contract import CAPABILITIES, SessionStore
@@ -54,6 +54,8 @@ class TargetOptions:
     postgres_url: str | None = None
     redis_cluster_url: str | None = None
     require_backends: bool = False
+    claims: frozenset[str] | None = None
+    """Check these capabilities instead of the ones the store declares ([tool.sessionspec] capabilities)."""
 
 
 @dataclass(slots=True)
@@ -83,6 +85,8 @@ class Target:
     """A TARGET string another process can open to reach the same data (the `shared` clauses);
     None when the store lives in this process only."""
     closers: list[Callable[[], None]] = field(default_factory=list)
+    claims: frozenset[str] | None = None
+    """Capabilities to check instead of the store's declared ones (None: the store's own)."""
 
     @property
     def controllable(self) -> bool:
@@ -161,6 +165,11 @@ def _module_target(spec: str) -> Target:
 def resolve_target(spec: str, options: TargetOptions | None = None) -> Target:
     """Turn a TARGET string into a :class:`Target`, or raise TargetError saying what was expected."""
     options = options or TargetOptions()
+    if options.claims is not None:
+        target = resolve_target(spec, replace(options, claims=None))
+        target.claims = frozenset(options.claims)
+        target.description += f" [claims overridden: {', '.join(sorted(target.claims))}]"
+        return target
     spec = spec.strip()
     if not spec:
         raise TargetError(f"The target is empty. Expected {TARGET_FORMS}.")
@@ -227,6 +236,14 @@ async def open_store(target: Target, namespace: str) -> AsyncIterator[SessionSto
     except TargetError:
         raise
     except Exception as exc:
+        from .exitcodes import backend_cause
+
+        if backend_cause(exc) is not None:  # the factory is fine; its server is not there
+            raise TargetError(
+                f"Target {target.spec!r}: the store's backend could not be reached: "
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. "
+                "Check that the server runs and that the URL (host, port, credentials) is right."
+            ) from exc
         raise TargetError(
             f"The factory of target {target.spec!r} raised {type(exc).__name__}: {exc}. It is called "
             "as factory(namespace: str) and must return a store, an awaitable of one, or an async "

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-pytest.importorskip("redis", reason="pip install sessionspec[redis]")
+pytest.importorskip("redis", reason="pip install -e '.[redis]'")
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -430,7 +430,7 @@ def test_a_missing_driver_is_a_target_error_naming_the_extra(monkeypatch: pytest
     from sessionspec.conformance.targets import TargetError, TargetOptions, resolve_target
 
     monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` now raises ImportError
-    with pytest.raises(TargetError, match=re.escape("pip install sessionspec[redis]")):
+    with pytest.raises(TargetError, match=re.escape("pip install -e '.[redis]'")):
         resolve_target("redis://127.0.0.1:1/0", TargetOptions())
 
 

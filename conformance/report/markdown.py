@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..results import ClauseResult, RunResult
@@ -61,8 +62,9 @@ def _failure_blocks(result: RunResult) -> list[str]:
     return blocks
 
 
-def render_markdown(result: RunResult) -> str:
-    ok = result.exit_code == 0
+def render_markdown(result: RunResult, preface: Sequence[str] = (), *, ok: bool | None = None) -> str:
+    """ok: the gate's verdict when it demands more than the run (an unmet --require-level); default the run's."""
+    ok = result.exit_code == 0 if ok is None else ok
     lines = [
         f"## sessionspec: `{clean(result.target)}` {'✔ PASS' if ok else '✘ FAIL'}",
         "",
@@ -86,13 +88,16 @@ def render_markdown(result: RunResult) -> str:
                       f"{_cell(first_line(c.reason))}"]
     if result.errors:
         lines += ["", "### Run errors", "", *(_fenced(clean(e)) for e in result.errors)]
+    # What needs reading comes before the table: changes since a baseline, unmet requirements
+    # (the gate's preface), then the failures.
     blocks = _failure_blocks(result)
-    if blocks:
-        lines += ["", "### Failures", "", *blocks]
+    table = lines.index("| Clause | Capability | Verdict | Passed | Detail |")
+    lines[table:table] = [*preface, *(["### Failures", "", *blocks, ""] if blocks else [])]
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(result: RunResult, path: str | Path, *, append: bool = False) -> None:
+def write_markdown(result: RunResult, path: str | Path, *, append: bool = False, preface: Sequence[str] = (),
+                   ok: bool | None = None) -> None:
     """Write (or, for a step-summary file other steps also write to, append) the summary."""
     with Path(path).open("a" if append else "w", encoding="utf-8") as out:
-        out.write(render_markdown(result))
+        out.write(render_markdown(result, preface, ok=ok))
