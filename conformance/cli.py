@@ -435,5 +435,9 @@ def backends_up(kinds: tuple[str, ...]) -> None:
             click.echo("# servers stopped", err=True)
 
 
+from .cli_serve import serve  # noqa: E402 - the command lives in its own module
+
+main.add_command(serve)
+
 if __name__ == "__main__":
     main()
