@@ -435,9 +435,11 @@ def backends_up(kinds: tuple[str, ...]) -> None:
             click.echo("# servers stopped", err=True)
 
 
-from .cli_serve import serve  # noqa: E402 - the command lives in its own module
+from .cli_load import load  # noqa: E402 - the commands live in their own modules
+from .cli_serve import serve  # noqa: E402
 
 main.add_command(serve)
+main.add_command(load)
 
 if __name__ == "__main__":
     main()
