@@ -40,6 +40,15 @@ def _loopback(host: str | None) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """Linux: Locust gets SIGTERM if this process dies, so a killed `sessionspec load` leaves no load behind."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _drop_namespace(url: str, namespace: str, token: str | None) -> None:
     """Delete the run's sessions on the service (a memory-backed service would keep them forever)."""
     import httpx
@@ -153,8 +162,9 @@ def load(target: str, profile: str, shape: str, users: int, duration: float, p95
             command += ["--host", target.rstrip("/")]
         if not worker:
             command += ["--html", str(out_dir / "report.html"), "--csv", str(out_dir / "locust")]
+        port_flag = "--master-bind-port" if master or processes else "--master-port"
         for flag, value in (("--processes", processes), ("--master-host", master_host),
-                            ("--master-port", master_port), ("--expect-workers", expect_workers)):
+                            (port_flag, master_port), ("--expect-workers", expect_workers)):
             if value is not None:
                 command += [flag, str(value)]
         if master or processes:
@@ -162,7 +172,7 @@ def load(target: str, profile: str, shape: str, users: int, duration: float, p95
         command += ["--master"] if master else ["--worker"] if worker else []
         env = {**os.environ, **config.to_env()}
         try:
-            code = subprocess.run(command, env=env, timeout=duration + 300).returncode
+            code = subprocess.run(command, env=env, timeout=duration + 300, preexec_fn=_die_with_parent).returncode
         except subprocess.TimeoutExpired:
             raise click.ClickException(f"Locust did not finish within {duration + 300:g} s") from None
         if worker:

@@ -17,7 +17,7 @@ from typing import Any
 import gevent
 from gevent.lock import Semaphore
 from locust import FastHttpUser, User, constant, events, task
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from sessionspec.loadtests.bridge import StoreBridge
 from sessionspec.loadtests.config import LoadConfig
@@ -94,14 +94,9 @@ class ChatStoreUser(_Chat, User):  # type: ignore[misc]
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        global _bridge
         self._setup()
         with _lock:
-            if _bridge is None:
-                if not CONFIG.target:
-                    raise RuntimeError("ChatStoreUser needs a store TARGET in SESSIONSPEC_LOAD")
-                _bridge = StoreBridge(CONFIG.target, CONFIG.namespace)
-            self.client = _bridge.client()
+            self.client = _start_bridge().client()
         self.ops = BridgeOps(self.client, self.environment)
 
     def on_stop(self) -> None:
@@ -110,6 +105,23 @@ class ChatStoreUser(_Chat, User):  # type: ignore[misc]
     @task
     def conversation(self) -> None:
         self._iteration()
+
+
+def _start_bridge() -> StoreBridge:
+    global _bridge
+    if _bridge is None:
+        if not CONFIG.target:
+            raise RuntimeError("ChatStoreUser needs a store TARGET in SESSIONSPEC_LOAD")
+        _bridge = StoreBridge(CONFIG.target, CONFIG.namespace)
+    return _bridge
+
+
+@events.init.add_listener
+def _warm_up(environment: Any, **_: Any) -> None:
+    """Open the store before the clock starts (a child interpreter and a connection take seconds)."""
+    if CONFIG.target and not isinstance(environment.runner, MasterRunner):
+        with _lock:
+            _start_bridge()
 
 
 @events.quitting.add_listener
