@@ -2,8 +2,8 @@
 
 ``sessionspec check http://host:port`` tests a deployment end to end through this
 client: pooled keep-alive connections (httpx), every phase of a request bounded by
-``timeout`` (queueing for a pooled connection is not: load slows the store down, it
-does not fail it). Input is validated here first, so a bad id or state raises before
+``timeout`` (waiting for one of the ``max_connections`` slots is not: load slows the
+store down, it does not fail it). Input is validated here first, so a bad id or state raises before
 any request (ID-3, ST-2) with the same error a local store gives; the service's
 problem responses come back as the contract errors they name. A service that cannot be
 reached raises BackendUnavailable, never anything softer (FL-1). Writes are never
@@ -12,6 +12,7 @@ retried: a lost reply after the request left could otherwise apply a delta twice
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -74,6 +75,7 @@ class HttpStore:
             headers["Authorization"] = f"Bearer {token}"
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                               keepalive_expiry=2.0)  # below uvicorn's 5 s idle close: no reuse of a closing socket
+        self._slots = asyncio.Semaphore(max_connections)
         self.client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, trust_env=False,
             timeout=httpx.Timeout(self.timeout, pool=None),
@@ -105,7 +107,9 @@ class HttpStore:
         headers = {"If-Match": wire.etag(expected)} if expected is not None else None
         content = None if body is None else (wire.dumps(body) if body else _EMPTY)
         try:
-            response = await self.client.request(method, path, content=content, params=params, headers=headers)
+            async with self._slots:  # queue here, not in httpx's pool (its wait queue is O(n) per release)
+                response = await self.client.request(method, path, content=content, params=params,
+                                                     headers=headers)
         except httpx.TimeoutException as exc:
             raise BackendUnavailable(f"the service at {self.base_url} did not answer within {self.timeout:g} s "
                                      f"({type(exc).__name__})") from exc
