@@ -25,6 +25,7 @@ from sessionspec.conformance.contract import (
     DELETE,
     KEEP,
     InvalidState,
+    InvalidTtl,
     SessionStore,
     SessionStoreError,
     TtlArg,
@@ -42,23 +43,29 @@ log = logging.getLogger("sessionspec.service")
 MAX_BODY: Final = 16 * 1024 * 1024
 """Largest request body read (a 1 MiB state, ST-1, with room for JSON escaping)."""
 PROBLEM: Final = "application/problem+json"
+MAX_TTL: Final = 1e10
+"""Seconds (~317 years): a longer period has no expiry a datetime can represent (TTL-0 allows it, SessionInfo
+cannot carry it), so the service refuses it with InvalidTtl instead of failing after the write."""
 OPEN_PATHS: Final = frozenset({"/health", "/openapi.json"})
 ROUTE: Final = "sessionspec.route"
 """Scope key holding the matched route template (metrics and logs name routes, never paths)."""
 
 
 class _Problem(Exception):
-    def __init__(self, name: str, detail: str) -> None:
+    def __init__(self, name: str, detail: str, allow: str | None = None) -> None:
         super().__init__(detail)
         self.name = name
+        self.allow = allow
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(wire.dumps(body), status, headers=dict(headers or {}), media_type="application/json")
 
 
-def _problem_response(status: int, body: dict[str, Any]) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _problem_response(status: int, body: dict[str, Any], allow: str | None = None) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if allow is not None:
+        headers["Allow"] = allow
     return Response(wire.dumps(body), status, headers=headers, media_type=PROBLEM)
 
 
@@ -67,7 +74,7 @@ def _session_response(record: Any, status: int = 200) -> Response:
     return _json(body, status, {"ETag": wire.etag(record.version)})
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request, *, required: bool = False) -> dict[str, Any]:
     size = 0
     chunks: list[bytes] = []
     async for chunk in request.stream():
@@ -77,6 +84,8 @@ async def _body(request: Request) -> dict[str, Any]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:
+        if required:
+            raise _Problem("BadRequest", "this operation needs a JSON object body")
         return {}
     try:
         body = json.loads(raw)
@@ -89,7 +98,12 @@ async def _body(request: Request) -> dict[str, Any]:
 
 def _ttl(body: Mapping[str, Any]) -> TtlArg:
     """An absent ``ttl`` member means KEEP; ``null`` means never expire."""
-    return body["ttl"] if "ttl" in body else KEEP
+    if "ttl" not in body:
+        return KEEP
+    ttl = body["ttl"]
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > MAX_TTL:
+        raise InvalidTtl(f"ttl {ttl!r} s is beyond what an expiry timestamp can hold; the limit is {MAX_TTL:g} s")
+    return ttl
 
 
 def _expected(request: Request) -> int | None:
@@ -115,7 +129,7 @@ async def _get(store: SessionStore, request: Request, id: str) -> Response:
 
 
 async def _save(store: SessionStore, request: Request, id: str) -> Response:
-    body = await _body(request)
+    body = await _body(request, required=True)
     if "state" not in body:
         raise InvalidState("the body must carry the new state under \"state\"")
     return _session_response(await store.save(id, body["state"], expected_version=_expected(request),
@@ -123,7 +137,7 @@ async def _save(store: SessionStore, request: Request, id: str) -> Response:
 
 
 async def _apply(store: SessionStore, request: Request, id: str) -> Response:
-    body = await _body(request)
+    body = await _body(request, required=True)
     sets = body.get("set", {})
     deletes = body.get("delete", [])
     if not isinstance(sets, dict):
@@ -138,7 +152,7 @@ async def _apply(store: SessionStore, request: Request, id: str) -> Response:
 
 
 async def _append(store: SessionStore, request: Request, id: str) -> Response:
-    body = await _body(request)
+    body = await _body(request, required=True)
     key, items = body.get("key"), body.get("items")
     if not isinstance(items, list):
         raise InvalidState("\"items\" must be a JSON array of values to append")
@@ -221,7 +235,7 @@ class SessionService:
             response = await self._dispatch(request)
         except _Problem as exc:
             error = exc.name
-            response = _problem_response(*wire.problem(exc.name, str(exc)))
+            response = _problem_response(*wire.problem(exc.name, str(exc)), allow=exc.allow)
         except (SessionStoreError, ValueError, TypeError) as exc:
             status, body = wire.problem_for(exc)
             error = body["error"]
@@ -277,7 +291,7 @@ class SessionService:
 
     async def _meta(self, path: str, method: str) -> Response:
         if method != "GET":
-            raise _Problem("MethodNotAllowed", f"{path} answers GET only")
+            raise _Problem("MethodNotAllowed", f"{path} answers GET only", allow="GET")
         if path == "/health":
             return _json({"status": "ok"})
         if path == "/metrics":
@@ -291,7 +305,8 @@ class SessionService:
         if method == "DELETE" and namespace != DEFAULT_NAMESPACE:
             dropped = await self.provider.drop(namespace)
             return _json({"dropped": dropped})
-        raise _Problem("MethodNotAllowed", "a namespace answers GET (capabilities) and DELETE (drop its data)")
+        raise _Problem("MethodNotAllowed", "a namespace answers GET (capabilities) and DELETE (drop its data)",
+                       allow="GET" if namespace == DEFAULT_NAMESPACE else "GET, DELETE")
 
     @staticmethod
     def capabilities(store: SessionStore) -> frozenset[str]:
@@ -320,7 +335,8 @@ class SessionService:
             raise _Problem("NotFound", "no such route; see /openapi.json")
         request.scope[ROUTE] = route
         if method not in table:
-            raise _Problem("MethodNotAllowed", f"{route} answers {', '.join(sorted(table))}")
+            raise _Problem("MethodNotAllowed", f"{route} answers {', '.join(sorted(table))}",
+                           allow=", ".join(sorted(table)))
         store = await self.provider.get(namespace)
         return await table[method][1](store, request, id)
 

@@ -43,6 +43,7 @@ class StoreProvider:
         self._open_timeout = open_timeout
         self._stores: dict[str, asyncio.Future[SessionStore]] = {}
         self._stacks: dict[str, contextlib.AsyncExitStack] = {}
+        self._ready: dict[str, SessionStore] = {}
 
     @classmethod
     def from_factory(cls, factory: Callable[[str], SessionStore | Awaitable[SessionStore]], *,
@@ -72,6 +73,9 @@ class StoreProvider:
 
     async def get(self, namespace: str) -> SessionStore:
         """The namespace's store, opening it on first use; an opener failure is BackendUnavailable."""
+        ready = self._ready.get(namespace)
+        if ready is not None:
+            return ready
         future = self._stores.get(namespace)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -88,6 +92,7 @@ class StoreProvider:
                     raise
                 raise error from exc
             future.set_result(store)
+            self._ready[namespace] = store
             return store
         return await asyncio.shield(future)
 
@@ -103,6 +108,7 @@ class StoreProvider:
 
     async def drop(self, namespace: str) -> bool:
         """Delete the namespace's data (when the backend can) and close its store."""
+        self._ready.pop(namespace, None)
         future = self._stores.pop(namespace, None)
         if future is None:
             return False
@@ -122,6 +128,7 @@ class StoreProvider:
     async def aclose(self) -> None:
         """Close every store (data stays in the backend)."""
         self._stores.clear()
+        self._ready.clear()
         stacks, self._stacks = list(self._stacks.values()), {}
         for stack in reversed(stacks):
             with contextlib.suppress(Exception):

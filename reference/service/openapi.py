@@ -13,7 +13,7 @@ __all__ = ["openapi_document"]
 
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
-_TTL = {"type": "number", "nullable": True, "exclusiveMinimum": True, "minimum": 0,
+_TTL = {"type": "number", "nullable": True, "exclusiveMinimum": True, "minimum": 0, "maximum": 1e10,
         "description": "Seconds of sliding expiry; null = never expires; leave the member out to keep (KEEP)."}
 
 SCHEMAS: dict[str, Any] = {
@@ -45,7 +45,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "CreateBody": {
         "type": "object",
-        "properties": {"state": {"type": "object"}, "id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "properties": {"state": {"type": "object", "nullable": True, "description": "null or left out: {}."},
+                       "id": {"type": "string", "minLength": 1, "maxLength": 256, "nullable": True,
+                              "description": "Leave out (or null) to have the store generate one."},
                        "owner": {"type": "string", "nullable": True}, "ttl": _TTL},
     },
     "SaveBody": {"type": "object", "required": ["state"], "properties": {"state": {"type": "object"}, "ttl": _TTL}},
