@@ -116,7 +116,7 @@ def _start_bridge() -> StoreBridge:
     return _bridge
 
 
-@events.init.add_listener
+@events.init.add_listener  # type: ignore[untyped-decorator]
 def _warm_up(environment: Any, **_: Any) -> None:
     """Open the store before the clock starts (a child interpreter and a connection take seconds)."""
     if CONFIG.target and not isinstance(environment.runner, MasterRunner):
@@ -124,7 +124,7 @@ def _warm_up(environment: Any, **_: Any) -> None:
             _start_bridge()
 
 
-@events.quitting.add_listener
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _gate(environment: Any, **_: Any) -> None:
     if _bridge is not None:
         _bridge.close()

@@ -19,7 +19,7 @@ class _Shape(LoadTestShape):
     abstract = True
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         config = LoadConfig.from_env()
         self.users = config.users
         self.duration = config.duration
@@ -28,7 +28,7 @@ class _Shape(LoadTestShape):
         raise NotImplementedError
 
     def tick(self) -> tuple[int, float] | None:
-        t = self.get_run_time()
+        t: float = self.get_run_time()  # type: ignore[no-untyped-call]
         if t >= self.duration:
             return None
         return max(1, self.users_at(t)), float(max(1, self.users))

@@ -100,7 +100,7 @@ def _ttl(body: Mapping[str, Any]) -> TtlArg:
     """An absent ``ttl`` member means KEEP; ``null`` means never expire."""
     if "ttl" not in body:
         return KEEP
-    ttl = body["ttl"]
+    ttl: TtlArg = body["ttl"]
     if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > MAX_TTL:
         raise InvalidTtl(f"ttl {ttl!r} s is beyond what an expiry timestamp can hold; the limit is {MAX_TTL:g} s")
     return ttl

@@ -138,7 +138,10 @@ def encode_page(page: Page) -> dict[str, Any]:
     return {"items": [encode_info(i) for i in page.items], "next_cursor": page.next_cursor}
 
 
-def _fields(body: Mapping[str, Any]) -> tuple[Any, ...]:
+_Fields = tuple[str, Any, int, datetime, datetime, datetime | None, float | None]
+
+
+def _fields(body: Mapping[str, Any]) -> _Fields:
     try:
         expires = body["expires_at"]
         ttl = body["ttl"]
@@ -160,7 +163,8 @@ def decode_session(body: Mapping[str, Any]) -> Session:
     state = body.get("state")
     if not isinstance(state, dict):
         raise HttpProtocolError("the service sent a session without a state object")
-    return Session(*_fields(body), state=state)
+    id, owner, version, created, updated, expires, ttl = _fields(body)
+    return Session(id, owner, version, created, updated, expires, ttl, state)
 
 
 def decode_page(body: Mapping[str, Any]) -> Page:
