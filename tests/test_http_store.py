@@ -69,7 +69,7 @@ def suite_run(request: pytest.FixtureRequest) -> Iterator[RunResult]:
         with running_service("memory" if server is None else server.url) as (url, _):
             target = resolve_target(url)
             try:
-                yield run_suite(target)
+                yield run_suite(target, timeout=600)  # 1000 concurrent calls over HTTP on a busy runner
             finally:
                 target.close()
     finally:
