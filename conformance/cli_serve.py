@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -115,7 +116,8 @@ def serve(store_spec: str, host: str, port: int, token: str | None, redis_url: s
                                 timeout_keep_alive=30, server_header=False)
         server = uvicorn.Server(config)
         shown = f"[{host}]" if ":" in host else host
-        click.echo(f"serving {target.description} on http://{shown}:{bound}", err=True)
+        described = re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", target.description)  # no passwords in logs
+        click.echo(f"serving {described} on http://{shown}:{bound}", err=True)
         click.echo(f"listening on http://{shown}:{bound}")
         sys.stdout.flush()
         server.run(sockets=[sock])
