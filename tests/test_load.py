@@ -135,3 +135,12 @@ def test_a_master_and_two_workers_on_loopback(memory_service: str, tmp_path: Pat
     assert all(gates(verdict).values())
     assert verdict is not None and verdict["requests"] > 0
     assert all(w.returncode is not None for w in workers)
+
+
+@pytest.mark.parametrize(("profile", "shape"), [("sweep-under-load", "ramp"), ("create-heavy", "spike"),
+                                                ("chat", "soak")])
+def test_every_profile_and_shape_runs_and_checks_consistency(profile: str, shape: str, tmp_path: Path) -> None:
+    code, output, verdict = load("memory", "--profile", profile, "--shape", shape, "--users", "4", "--duration", "4",
+                                 "--p95-ms", "30000", "--p99-ms", "60000", out=tmp_path)  # shapes, not speed
+    assert code == 0, output
+    assert all(gates(verdict).values()), output
