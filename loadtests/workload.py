@@ -101,13 +101,16 @@ class Ledger:
     """Message markers whose append was acknowledged, in order."""
     attempted: set[str] = field(default_factory=set)
     """Markers whose append failed: they may have landed, at most once."""
+    unsure: dict[str, list[Any]] = field(default_factory=dict)
+    """Per key, values of deltas that failed after the last acknowledged one: any may have landed."""
 
     def verify(self, state: dict[str, Any] | None, *, mine: Callable[[str], bool] | None = None) -> list[str]:
         """Lost or duplicated acknowledged writes in ``state`` (an empty list when consistent)."""
         if state is None:
             return [f"session vanished with {len(self.acked)} acknowledged append(s)"] if self.acked else []
         problems: list[str] = []
-        lost_deltas = [k for k, v in self.deltas.items() if state.get(k) != v]
+        lost_deltas = [k for k, v in self.deltas.items() if state.get(k) != v and state.get(k) not in
+                       self.unsure.get(k, [])]
         if lost_deltas:
             problems.append(f"{len(lost_deltas)} acknowledged delta key(s) missing or overwritten")
         raw = state.get(MESSAGES, [])
@@ -145,8 +148,15 @@ def _append(ops: Ops, ledger: Ledger, id: str, marker: str) -> None:
 
 def _delta(ops: Ops, ledger: Ledger, id: str, changes: dict[str, Any], expected: int | None = None,
            name: str = "apply") -> dict[str, Any]:
-    result = ops.apply(id, changes, expected, name=name)
+    try:
+        result = ops.apply(id, changes, expected, name=name)
+    except OpError:
+        for key, value in changes.items():
+            ledger.unsure.setdefault(key, []).append(value)
+        raise
     ledger.deltas.update(changes)
+    for key in changes:
+        ledger.unsure.pop(key, None)
     return result
 
 

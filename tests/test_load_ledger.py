@@ -31,3 +31,11 @@ def test_lost_duplicated_stray_and_reordered_writes_are_each_named() -> None:
     assert ledger().verify({"turn": 2, "note_2": "x", "messages": ["u:2", "u:1", "u:3"]}) == [
         "acknowledged appends out of order"]
     assert ledger().verify(None) == ["session vanished with 3 acknowledged append(s)"]
+
+
+def test_a_failed_delta_that_landed_anyway_is_not_a_lost_update() -> None:
+    book = ledger()
+    book.unsure["turn"] = [3]
+    assert book.verify({"turn": 3, "note_2": "x", "messages": ["u:1", "u:2", "u:3"]}) == []
+    assert book.verify({"turn": 7, "note_2": "x", "messages": ["u:1", "u:2", "u:3"]}) == [
+        "1 acknowledged delta key(s) missing or overwritten"]
