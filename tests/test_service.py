@@ -182,3 +182,22 @@ def test_bearer_token_is_required_and_ids_and_state_are_never_logged() -> None:
         process.terminate()
         _, err = process.communicate(timeout=15)
     assert "private-id-789" not in err and "hunter2" not in err and "s3cret" not in err
+
+
+def test_a_raw_non_ascii_path_is_refused_rather_than_guessed(app: SessionService) -> None:
+    async def go() -> int:
+        sent: list[dict[str, Any]] = []
+        scope = {"type": "http", "method": "GET", "path": "/v1/sessions/é", "raw_path": "/v1/sessions/é".encode(),
+                 "query_string": b"", "headers": [], "http_version": "1.1", "scheme": "http", "root_path": "",
+                 "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    assert run(go()) == 400

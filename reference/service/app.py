@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from sessionspec.conformance.contract import (
     DELETE,
     KEEP,
+    InvalidSessionId,
     InvalidState,
     InvalidTtl,
     SessionStore,
@@ -45,6 +46,7 @@ PROBLEM: Final = "application/problem+json"
 MAX_TTL: Final = 1e10
 """Seconds (~317 years): a longer period has no expiry a datetime can represent (TTL-0 allows it, SessionInfo
 cannot carry it), so the service refuses it with InvalidTtl instead of failing after the write."""
+METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 OPEN_PATHS: Final = frozenset({"/health", "/openapi.json"})
 ROUTE: Final = "sessionspec.route"
 """Scope key holding the matched route template (metrics and logs name routes, never paths)."""
@@ -266,7 +268,8 @@ class SessionService:
             response = _problem_response(*wire.problem("InternalError", "the service failed; see its logs"))
         if error is None and response.status_code >= 400:
             error = "SessionNotFound" if response.status_code == 404 else str(response.status_code)
-        self.metrics.observe(request.method, scope.get(ROUTE, "unmatched"), response.status_code,
+        method = request.method if request.method in METHODS else "OTHER"  # labels stay a fixed set
+        self.metrics.observe(method, scope.get(ROUTE, "unmatched"), response.status_code,
                              time.perf_counter() - started, error)
         await response(scope, receive, send)
 
@@ -289,7 +292,10 @@ class SessionService:
 
     async def _dispatch(self, request: Request) -> Response:
         raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-        path = raw.decode("ascii", "replace")
+        try:
+            path = raw.decode("ascii")
+        except UnicodeDecodeError:  # two raw spellings must never name one session: demand percent-encoding
+            raise InvalidSessionId("the path must be ASCII: percent-encode the id as UTF-8") from None
         method = request.method
         if path in OPEN_PATHS or path == "/metrics":
             request.scope[ROUTE] = path
