@@ -58,10 +58,16 @@ def _ttl_member(ttl: TtlArg) -> dict[str, Any]:
 
 
 class HttpStore:
-    """A client of the reference service; one instance per namespace (None = the service's default)."""
+    """A client of the reference service; one instance per namespace (None = the service's default).
+
+    ``max_connections`` also caps the requests in flight: more callers wait here, where waiting
+    costs nothing, instead of queueing inside the service until their read timeout fires (four
+    instances at 64 each queued 256 creates on one Postgres-backed service with 8 connections
+    and 13 of 1000 timed out; at 16 none did).
+    """
 
     def __init__(self, base_url: str, *, namespace: str | None = None, token: str | None = None,
-                 timeout: float = 5.0, max_connections: int = 64,
+                 timeout: float = 5.0, max_connections: int = 16,
                  capabilities: frozenset[str] = frozenset({"core"})) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
@@ -84,7 +90,7 @@ class HttpStore:
 
     @classmethod
     async def connect(cls, base_url: str, *, namespace: str | None = None, token: str | None = None,
-                      timeout: float = 5.0, max_connections: int = 64) -> HttpStore:  # noqa: ASYNC109
+                      timeout: float = 5.0, max_connections: int = 16) -> HttpStore:  # noqa: ASYNC109
         """A store whose capabilities are what the service reports for the namespace (opening it)."""
         store = cls(base_url, namespace=namespace, token=token, timeout=timeout, max_connections=max_connections)
         try:
