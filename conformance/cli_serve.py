@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -120,6 +121,9 @@ def serve(store_spec: str, host: str, port: int, token: str | None, redis_url: s
         click.echo(f"serving {described} on http://{shown}:{bound}", err=True)
         click.echo(f"listening on http://{shown}:{bound}")
         sys.stdout.flush()
+        # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead lets
+        # `finally` tear down what the target provisioned (a throwaway Redis/Postgres would outlive us)
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         server.run(sockets=[sock])
     finally:
         target.close()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
 from sessionspec.conformance.contract import (
@@ -255,6 +255,10 @@ class SessionService:
         error = None
         try:
             response = await self._dispatch(request)
+        except ClientDisconnect:  # the client gave up (a cancelled call): nobody to answer, nothing to log
+            self.metrics.observe(request.method if request.method in METHODS else "OTHER",
+                                 scope.get(ROUTE, "unmatched"), 499, time.perf_counter() - started, "ClientDisconnect")
+            return
         except _Problem as exc:
             error = exc.name
             response = _problem_response(*wire.problem(exc.name, str(exc)), allow=exc.allow)
