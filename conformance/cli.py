@@ -461,5 +461,11 @@ from .recheck import recheck_command  # noqa: E402 - registered last, it reuses 
 
 main.add_command(recheck_command)
 
+from .cli_load import load  # noqa: E402 - the commands live in their own modules
+from .cli_serve import serve  # noqa: E402
+
+main.add_command(serve)
+main.add_command(load)
+
 if __name__ == "__main__":
     main()

@@ -104,20 +104,6 @@ TargetBuilder = Callable[[str, TargetOptions], Target]
 BACKEND_SCHEMES: dict[str, TargetBuilder] = {}
 
 
-def _not_yet(what: str) -> TargetBuilder:
-    def build(spec: str, options: TargetOptions) -> Target:
-        raise TargetError(
-            f"Target {spec!r} needs {what}, which this installation does not provide yet. "
-            f"Expected {TARGET_FORMS}."
-        )
-
-    return build
-
-
-for _scheme in ("http", "https"):
-    BACKEND_SCHEMES[_scheme] = _not_yet("the HTTP client store (it arrives with the HTTP service)")
-
-
 def _memory_target(spec: str, options: TargetOptions) -> Target:
     from sessionspec.reference import MemoryStore
 
@@ -192,7 +178,8 @@ def resolve_target(spec: str, options: TargetOptions | None = None) -> Target:
 
 def _load_backend_builders() -> None:
     """Import the modules that register URL schemes; a missing driver registers a helpful stub."""
-    for module in ("sessionspec.conformance.target_redis", "sessionspec.conformance.target_postgres"):
+    for module in ("sessionspec.conformance.target_redis", "sessionspec.conformance.target_postgres",
+                   "sessionspec.conformance.target_http"):
         with contextlib.suppress(ModuleNotFoundError):
             importlib.import_module(module)
 
