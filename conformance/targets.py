@@ -210,6 +210,11 @@ def _check_store(obj: object, target: Target) -> SessionStore:
             "(from sessionspec.conformance import SessionStore) and declares capabilities, e.g. "
             'frozenset({"core", "atomic"}).'
         )
+    if target.claims is not None:
+        # A claims override ([tool.sessionspec] capabilities, --explore-claims) must be what the store
+        # itself reports too, or code built on it (the SessionManager) would refuse what the suite checks.
+        with contextlib.suppress(AttributeError, TypeError):
+            obj.capabilities = target.claims  # type: ignore[attr-defined]
     return obj  # type: ignore[return-value]
 
 
