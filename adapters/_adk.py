@@ -96,6 +96,8 @@ def sqlalchemy_error(exc: Exception) -> SessionStoreError | None:
         from sqlalchemy import exc as sa
     except ImportError:
         return None
+    if isinstance(exc, sa.OperationalError) and "database is locked" in str(exc):
+        return SessionStoreError(f"SQLite refused the write under contention: {exc}")
     if isinstance(exc, sa.DBAPIError) and (exc.connection_invalidated or isinstance(exc, sa.OperationalError
                                                                                      | sa.InterfaceError)):
         return BackendUnavailable(f"{type(exc).__name__}: {exc}")

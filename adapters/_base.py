@@ -192,7 +192,7 @@ class AdapterStore:
         """Run one framework call; driver errors become contract errors (spec §4.4)."""
         try:
             return await awaitable
-        except (SessionStoreError, Stale, asyncio.CancelledError):
+        except (SessionStoreError, Stale, NotImplementedError, asyncio.CancelledError):
             raise
         except Exception as exc:
             mapped = self._classify(exc)

@@ -435,5 +435,8 @@ def backends_up(kinds: tuple[str, ...]) -> None:
             click.echo("# servers stopped", err=True)
 
 
+from .matrix import matrix  # noqa: E402  (sessionspec matrix: the framework compatibility page)
+main.add_command(matrix)
+
 if __name__ == "__main__":
     main()
