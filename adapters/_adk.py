@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import AdapterStore, Record, Stale
 from sessionspec.conformance.contract import BackendUnavailable, SessionExists, SessionNotFound, SessionStoreError
+
+from ._base import AdapterStore, Record, Stale
 
 __all__ = ["KEY", "USER", "AdkStore"]
 

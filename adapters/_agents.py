@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ._base import AdapterStore, Record
 from sessionspec.conformance.contract import SessionExists, SessionNotFound
+
+from ._base import AdapterStore, Record
 
 __all__ = ["ITEM_TYPE", "AgentsStore"]
 

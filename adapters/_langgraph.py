@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import AdapterStore, Record, minutes
 from sessionspec.conformance.contract import SessionExists
+
+from ._base import AdapterStore, Record, minutes
 
 __all__ = ["LangGraphStore"]
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from sessionspec.conformance.contract import SessionStore
+
 from . import _servers
 from ._adk import AdkStore
-from sessionspec.conformance.contract import SessionStore
 
 __all__ = ["db_timezone", "drop_namespace", "factory", "start_backend", "stop_backend"]
 

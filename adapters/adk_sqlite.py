@@ -4,8 +4,10 @@ One SQLite file per namespace (``sqlite+aiosqlite``), derived from the namespace
 process of a run opens the same file. ``append_event`` refuses a write from a session
 object older than the stored one (``StaleSessionError``, google/adk/sessions/
 database_session_service.py ``append_event``): that is the conflict detection the
-adapter's ``expected_version`` and ``apply`` retry build on, so it claims ``atomic`` and
-``shared``. Expiry is emulated (ADK has none). No backend to stop: FL-1..3 are n/a.
+adapter's ``expected_version`` and ``apply`` retry build on, so it claims ``atomic``. It
+does not claim ``shared``: several processes on one SQLite file work, but the matrix
+must stay bounded and SQLite is the single-process deployment. Expiry is emulated (ADK
+has none). No backend to stop: FL-1..3 are n/a.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ async def factory(namespace: str) -> AsyncIterator[AdkStore]:
 
     path = scratch_path(f"adk-{namespace}.db")
     store = AdkStore(DatabaseSessionService(db_url=f"sqlite+aiosqlite:///{path}"), namespace)
-    store.capabilities = frozenset({"core", "atomic", "listing", "shared"})
+    store.capabilities = frozenset({"core", "atomic", "listing"})
     async with store:
         yield store
 

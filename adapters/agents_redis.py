@@ -16,10 +16,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sessionspec.conformance.contract import SessionStore
+
 from . import _servers
 from ._agents import AgentsStore
 from ._base import whole_seconds
-from sessionspec.conformance.contract import SessionStore
 
 __all__ = ["command_counts", "drop_namespace", "factory", "raw_ttl", "start_backend", "stop_backend"]
 

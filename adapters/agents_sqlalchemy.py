@@ -14,10 +14,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sessionspec.conformance.contract import SessionStore, SessionStoreError
+
 from . import _servers
 from ._adk import sqlalchemy_error
 from ._agents import AgentsStore
-from sessionspec.conformance.contract import SessionStore, SessionStoreError
 
 __all__ = ["db_timezone", "drop_namespace", "factory", "start_backend", "stop_backend"]
 

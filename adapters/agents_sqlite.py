@@ -14,9 +14,10 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sessionspec.conformance.contract import SessionStore
+
 from ._agents import AgentsStore
 from ._servers import scratch_path
-from sessionspec.conformance.contract import SessionStore
 
 __all__ = ["drop_namespace", "factory"]
 

@@ -14,9 +14,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sessionspec.conformance.contract import BackendUnavailable, SessionStore, SessionStoreError
+
 from . import _servers
 from ._langgraph import LangGraphStore
-from sessionspec.conformance.contract import BackendUnavailable, SessionStore, SessionStoreError
 
 __all__ = ["db_timezone", "drop_namespace", "factory", "raw_ttl", "start_backend", "stop_backend"]
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .clauses import SPEC_VERSIONS, clauses_for, get_clause
+from .matrix import matrix
 from .plugin import DEFAULT_TIMEOUT
 from .targets import TARGET_FORMS
 
@@ -435,8 +436,7 @@ def backends_up(kinds: tuple[str, ...]) -> None:
             click.echo("# servers stopped", err=True)
 
 
-from .matrix import matrix  # noqa: E402  (sessionspec matrix: the framework compatibility page)
-main.add_command(matrix)
+main.add_command(matrix)  # sessionspec matrix: the framework compatibility page (conformance/matrix.py)
 
 if __name__ == "__main__":
     main()
