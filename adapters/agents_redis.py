@@ -54,7 +54,7 @@ def factory(namespace: str) -> RedisSessionStore:
     """Agents SDK RedisSession (native whole-second expiry; create-if-absent and versions emulated)"""
     import redis.asyncio
 
-    client = redis.asyncio.from_url(_servers.server_url("redis"), socket_timeout=3, socket_connect_timeout=3)
+    client = redis.asyncio.from_url(_servers.server_url("redis"), socket_connect_timeout=3)
     store = RedisSessionStore(namespace, client)
     store.capabilities = frozenset({"core", "shared", "durable"})
     return store

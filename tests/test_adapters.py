@@ -182,3 +182,44 @@ def test_agents_redis_ttl3_a_write_with_ttl_none_keeps_the_old_expiry(redis_url:
         return left
 
     assert _run(repro()) > 0  # still expiring, though the SDK documents ttl=None as "persists indefinitely"
+
+
+@needs_agents
+def test_agents_cc2_sessions_have_no_create_if_absent(tmp_path: Any) -> None:
+    """CC-2, agents_*: the Session protocol (agents/memory/session.py) has no create; a second "creator" just appends."""
+    from agents import SQLiteSession
+
+    async def repro() -> list[Any]:
+        first, second = SQLiteSession("s", tmp_path / "db"), SQLiteSession("s", tmp_path / "db")
+        await asyncio.gather(first.add_items([{"by": 1}]), second.add_items([{"by": 2}]))  # both "claim" the id
+        items = await first.get_items()
+        first.close(), second.close()
+        return items
+
+    assert sorted(i["by"] for i in _run(repro())) == [1, 2]  # neither writer could learn the id was taken
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not _has("redis"), reason="redis not installed")
+def test_redis_py_swallows_early_cancellation(redis_url: str) -> None:
+    """FL-4, agents_redis: redis-py's asyncio client returns normally from a command cancelled in its first steps."""
+    import redis.asyncio
+
+    async def repro() -> list[bool]:
+        client = redis.asyncio.from_url(redis_url)
+        await client.ping()
+        swallowed = []
+        for steps in (1, 2, 3):
+            task = asyncio.ensure_future(client.lrange("nothing", 0, -1))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            requested = task.cancel()
+            try:
+                await task
+                swallowed.append(requested)
+            except asyncio.CancelledError:
+                swallowed.append(False)
+        await client.aclose()
+        return swallowed
+
+    assert any(_run(repro()))  # a cancellation was requested, yet the command returned normally
