@@ -116,7 +116,7 @@ def postgres_url() -> str:
     from sessionspec.conformance.provision import ProvisionError
 
     try:
-        return _servers.server_url("postgres")
+        return str(_servers.server_url("postgres"))
     except ProvisionError as exc:
         pytest.skip(f"no PostgreSQL server: {exc}")
 
@@ -127,7 +127,7 @@ def redis_url() -> str:
     from sessionspec.conformance.provision import ProvisionError
 
     try:
-        return _servers.server_url("redis")
+        return str(_servers.server_url("redis"))
     except ProvisionError as exc:
         pytest.skip(f"no Redis server: {exc}")
 
@@ -175,8 +175,8 @@ def test_agents_redis_ttl3_a_write_with_ttl_none_keeps_the_old_expiry(redis_url:
     async def repro() -> int:
         client = redis.asyncio.from_url(redis_url)
         prefix = f"t{uuid.uuid4().hex[:8]}"
-        await RedisSession("s", redis_client=client, key_prefix=prefix, ttl=60).add_items([{"n": 1}])
-        await RedisSession("s", redis_client=client, key_prefix=prefix, ttl=None).add_items([{"n": 2}])
+        await RedisSession("s", redis_client=client, key_prefix=prefix, ttl=60).add_items([{"n": 1}])  # type: ignore[list-item]
+        await RedisSession("s", redis_client=client, key_prefix=prefix, ttl=None).add_items([{"n": 2}])  # type: ignore[list-item]
         left = int(await client.pttl(f"{prefix}:s:messages"))
         await client.aclose()
         return left
@@ -186,14 +186,15 @@ def test_agents_redis_ttl3_a_write_with_ttl_none_keeps_the_old_expiry(redis_url:
 
 @needs_agents
 def test_agents_cc2_sessions_have_no_create_if_absent(tmp_path: Any) -> None:
-    """CC-2, agents_*: the Session protocol (agents/memory/session.py) has no create; a second "creator" just appends."""
+    """CC-2, agents_*: the Session protocol (agents/memory/session.py) has no create; a second creator appends."""
     from agents import SQLiteSession
 
     async def repro() -> list[Any]:
         first, second = SQLiteSession("s", tmp_path / "db"), SQLiteSession("s", tmp_path / "db")
-        await asyncio.gather(first.add_items([{"by": 1}]), second.add_items([{"by": 2}]))  # both "claim" the id
+        await asyncio.gather(first.add_items([{"by": 1}]), second.add_items([{"by": 2}]))  # type: ignore[list-item]
         items = await first.get_items()
-        first.close(), second.close()
+        first.close()
+        second.close()
         return items
 
     assert sorted(i["by"] for i in _run(repro())) == [1, 2]  # neither writer could learn the id was taken
