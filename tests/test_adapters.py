@@ -242,3 +242,30 @@ def test_matrix_page_flags_unreviewed_failures_and_prints_reviewed_ones() -> Non
     assert "session_id.strip()" in page  # the reviewed paragraph from adapters/findings.toml
     assert "| LC-1 | ✓ | " in page and "| ID-2 | ✗ | " in page
     assert _table_part(page) == _table_part(build_page(results, date="2030-12-31")[0])
+
+
+@needs_adk
+def test_adk_sqlite_fl4_a_cancelled_read_leaves_the_database_locked(tmp_path: Any) -> None:
+    """FL-4, adk_sqlite: cancel get_session mid-flight and the next write fails 'database is locked'."""
+    from google.adk.sessions import DatabaseSessionService
+    from sqlalchemy.exc import OperationalError
+
+    async def repro() -> list[str]:
+        svc = DatabaseSessionService(db_url=f"sqlite+aiosqlite:///{tmp_path / 'adk.db'}")
+        s = await svc.create_session(app_name="a", user_id="u")
+        failures = []
+        for steps in range(1, 8):
+            task = asyncio.ensure_future(svc.get_session(app_name="a", user_id="u", session_id=s.id))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            try:
+                await svc.create_session(app_name="a", user_id="u")
+            except OperationalError as exc:
+                failures.append(str(exc.orig))
+                break
+        await svc.close()
+        return failures
+
+    assert _run(repro()) == ["database is locked"]
