@@ -47,14 +47,18 @@ class RedisSessionStore(AgentsStore):
         return f"{self.prefix}:{id}:messages"
 
     async def _close(self) -> None:
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)
 
 
 def factory(namespace: str) -> RedisSessionStore:
     """Agents SDK RedisSession (native whole-second expiry; create-if-absent and versions emulated)"""
     import redis.asyncio
 
-    client = redis.asyncio.from_url(_servers.server_url("redis"), socket_connect_timeout=3)
+    # The SDK holds one connection per in-flight write (WATCH/MULTI); redis-py's default pool
+    # raises MaxConnectionsError past 100 instead of waiting, so queue for a connection instead.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(_servers.server_url("redis"), max_connections=100,
+                                                         timeout=20, socket_connect_timeout=3)
+    client = redis.asyncio.Redis(connection_pool=pool)
     store = RedisSessionStore(namespace, client)
     store.capabilities = frozenset({"core", "shared", "durable"})
     return store
