@@ -276,6 +276,8 @@ class AdapterStore:
             if loaded is None or loaded[0].live(self._now()):
                 raise
             await self._call(self._remove(sid))
+            now = self._now()  # the new incarnation starts now, not when this call began
+            record = replace(record, created=now, updated=now)
             made = await self._call(self._insert(sid, record))
         return _session(made, record)
 
@@ -367,10 +369,14 @@ class AdapterStore:
     async def purge_expired(self) -> int:
         if self.native_ttl:
             return await self._call(self._purge())
-        now = self._now()
         gone = 0
         for id, r in await self._call(self._scan()):
-            if not r.live(now):
+            if r.live(self._now()):
+                continue
+            async with self._serial(id):  # re-read under the id's lock: concurrent purges count it once
+                loaded = await self._call(self._load(id))
+                if loaded is None or loaded[0].live(self._now()):
+                    continue
                 await self._call(self._remove(id))
                 gone += 1
         return gone

@@ -6,7 +6,7 @@ The run's provisioned PostgreSQL (``_servers``), driver ``postgresql+asyncpg``, 
 adapter claims ``atomic`` and ``shared`` on that. Expiry is emulated (ADK has none), so
 there is no ``raw_ttl``; the backend can be stopped (FL-1/2/3) and its time zone read (HY-2).
 Connection timeouts are set through SQLAlchemy's public ``connect_args`` (asyncpg
-``timeout``) and ``pool_timeout``, never by the adapter.
+``timeout``) (a pool wait is queueing under load, not unreachability), never by the adapter.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ async def factory(namespace: str) -> AsyncIterator[AdkStore]:
     """ADK DatabaseSessionService on PostgreSQL (expiry and versions emulated)"""
     from google.adk.sessions import DatabaseSessionService
 
-    service = DatabaseSessionService(db_url=_url(), pool_size=4, max_overflow=4, pool_timeout=3,
+    service = DatabaseSessionService(db_url=_url(), pool_size=4, max_overflow=4, pool_timeout=60,
                                      connect_args={"timeout": 3, "command_timeout": 5})
     store = AdkStore(service, namespace)
     store.capabilities = frozenset({"core", "atomic", "listing", "shared", "durable"})

@@ -49,7 +49,7 @@ def factory(namespace: str) -> SQLAlchemySessionStore:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     url = "postgresql+asyncpg://" + _servers.server_url("postgres").split("://", 1)[1]
-    engine = create_async_engine(url, pool_size=4, max_overflow=4, pool_timeout=3, pool_pre_ping=True,
+    engine = create_async_engine(url, pool_size=4, max_overflow=4, pool_timeout=60, pool_pre_ping=True,
                                  connect_args={"timeout": 3, "command_timeout": 5})
     store = SQLAlchemySessionStore(namespace, engine)
     store.capabilities = frozenset({"core", "shared", "durable"})
