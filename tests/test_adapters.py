@@ -269,3 +269,21 @@ def test_adk_sqlite_fl4_a_cancelled_read_leaves_the_database_locked(tmp_path: An
         return failures
 
     assert _run(repro()) == ["database is locked"]
+
+
+@needs_adk
+@pytest.mark.postgres
+def test_adk_postgres_id2_ids_over_128_characters_are_a_database_error(postgres_url: str) -> None:
+    """ID-2, adk_postgres: sessions.id is VARCHAR(128) (schemas/v1.py); a valid 129-character id is a DBAPIError."""
+    from google.adk.sessions import DatabaseSessionService
+    from sqlalchemy.exc import DBAPIError
+
+    async def repro() -> None:
+        svc = DatabaseSessionService(db_url="postgresql+asyncpg://" + postgres_url.split("://", 1)[1])
+        try:
+            await svc.create_session(app_name=f"t{uuid.uuid4().hex[:8]}", user_id="u", session_id="x" * 129)
+        finally:
+            await svc.close()
+
+    with pytest.raises(DBAPIError, match="value too long"):
+        _run(repro())
