@@ -66,7 +66,7 @@ def run_store(store: str, reports: Path, *, timeout: float, budget: float) -> di
     if report.exists():
         data: dict[str, Any] = json.loads(report.read_text())
     else:
-        data = {"target": store, "level": "error", "clauses": [], "error": " | ".join(tail)}
+        data = {"target": store, "level": "not run", "clauses": [], "error": " | ".join(tail)}
     data["store"] = store
     data["versions"] = _versions(store)
     return data
@@ -118,7 +118,7 @@ def build_page(results: Sequence[Mapping[str, Any]], *, date: str) -> tuple[str,
         if r.get("error"):
             lines += [f"The run produced no report: {r['error']}", ""]
             unreviewed.append(f"{store}: no report")
-        if not bad:
+        elif not bad:
             lines += ["Every claimed clause that could be checked passed.", ""]
         for c in bad:
             text = findings.get(store, {}).get(c["id"])
@@ -159,8 +159,8 @@ def matrix(out: Path, reports: Path, stores: tuple[str, ...], from_reports: bool
         results = []
         for s in chosen:
             path = reports / f"{s}.json"
-            data = json.loads(path.read_text()) if path.exists() else {"level": "error", "clauses": [],
-                                                                         "error": "no report"}
+            data = json.loads(path.read_text()) if path.exists() else {
+                "level": "not run", "clauses": [], "error": f"no report in {reports} (run `sessionspec matrix`)"}
             results.append({**data, "store": s, "versions": _versions(s)})
     else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
