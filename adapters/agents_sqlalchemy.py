@@ -27,6 +27,7 @@ class SQLAlchemySessionStore(AgentsStore):
     def __init__(self, namespace: str, engine: Any) -> None:
         super().__init__(namespace)
         self.engine = engine
+        self._tables_ready = False
 
     def key(self, id: str) -> str:
         return f"{self.namespace}/{id}"
@@ -35,7 +36,10 @@ class SQLAlchemySessionStore(AgentsStore):
     async def _open(self, id: str, ttl: float | None = None) -> AsyncIterator[Any]:
         from agents.extensions.memory import SQLAlchemySession
 
-        yield SQLAlchemySession(self.key(id), engine=self.engine, create_tables=True)
+        # The SDK's create_tables=True checks the tables on each new session object; once per store is enough.
+        session = SQLAlchemySession(self.key(id), engine=self.engine, create_tables=not self._tables_ready)
+        yield session
+        self._tables_ready = True
 
     def _classify(self, exc: Exception) -> SessionStoreError | None:
         return sqlalchemy_error(exc)

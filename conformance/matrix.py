@@ -115,6 +115,9 @@ def build_page(results: Sequence[Mapping[str, Any]], *, date: str) -> tuple[str,
         bad = [c for c in v.values() if c.get("verdict") in ("fail", "divergence", "stale-divergence")]
         lines.append(f"### `{store}` — level {r.get('level', '?')}")
         lines.append("")
+        skipped_runs = [c["id"] for c in v.values() if c.get("verdict") == "not-run"]
+        if skipped_runs:
+            lines += [f"Partial run: {', '.join(skipped_runs)} were not run in this report.", ""]
         if r.get("error"):
             lines += [f"The run produced no report: {r['error']}", ""]
             unreviewed.append(f"{store}: no report")
