@@ -31,6 +31,7 @@ from .config import SpecVersion
 from .exitcodes import EXIT_BACKEND, EXIT_CODES_TEXT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code_for
 from .gate import GateOptions, finish, gate_passes, summary_preface
 from .gatecli import claims_override, gate_options, gate_settings, quiet_driver_warnings
+from .matrix import matrix
 from .plugin import DEFAULT_TIMEOUT
 from .targets import TARGET_FORMS
 
@@ -466,6 +467,7 @@ from .cli_serve import serve  # noqa: E402
 
 main.add_command(serve)
 main.add_command(load)
+main.add_command(matrix)  # sessionspec matrix: the framework compatibility page (conformance/matrix.py)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,289 @@
+"""The framework adapters: each one works as a store, and each failure the matrix publishes is real.
+
+Two kinds of test. Smoke tests drive every embedded adapter through the contract's basic
+life cycle, so an adapter mistake cannot pose as a framework failure. Reproductions call
+the *framework's own API* in one line and assert the divergence the matrix reports
+(written to pass while the framework still diverges: when one starts failing, the
+framework fixed it — regenerate docs/compatibility.md and delete the test). Every test
+skips cleanly when its framework extra is not installed (``pip install sessionspec[adapters]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from sessionspec.conformance import DELETE, SessionExists, SessionNotFound, SessionStore
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+needs_adk = pytest.mark.skipif(not _has("google.adk"), reason="google-adk not installed (extra: adk)")
+needs_agents = pytest.mark.skipif(not _has("agents"), reason="openai-agents not installed (extra: openai-agents)")
+needs_langgraph = pytest.mark.skipif(not _has("langgraph.store"), reason="langgraph not installed (extra: langgraph)")
+
+
+# ---------------------------------------------------------------- smoke: adapters are not the bug
+async def _open(factory: Callable[[str], Any], namespace: str) -> AsyncIterator[SessionStore]:
+    made = factory(namespace)
+    if hasattr(made, "__aenter__") and not hasattr(made, "create"):
+        async with made as store:
+            yield store
+    else:
+        async with made as store:
+            yield store
+
+
+def _embedded() -> list[Any]:
+    params = []
+    for module, mark in (("adk_memory", needs_adk), ("adk_sqlite", needs_adk), ("agents_sqlite", needs_agents),
+                         ("langgraph_memory", needs_langgraph)):
+        params.append(pytest.param(module, marks=mark, id=module))
+    return params
+
+
+@pytest.mark.parametrize("module", _embedded())
+def test_embedded_adapter_life_cycle(module: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """create, get, save, apply (DELETE), append, touch, delete, no upsert: the contract's plain path."""
+    monkeypatch.setenv("SESSIONSPEC_ADAPTERS_DIR", str(tmp_path))
+    factory = importlib.import_module(f"sessionspec.adapters.{module}").factory
+    asyncio.run(_life_cycle(factory))
+
+
+async def _life_cycle(factory: Callable[[str], Any]) -> None:
+    async for store in _open(factory, f"t{uuid.uuid4().hex[:12]}"):
+        s = await store.create({"a": 1, "b": [1]}, owner="u1", ttl=60)
+        assert (await store.get(s.id)) == s
+        with pytest.raises(SessionExists):
+            await store.create({}, id=s.id)
+        saved = await store.save(s.id, {"a": 2, "gone": True})
+        assert saved.version > s.version and saved.state == {"a": 2, "gone": True}
+        applied = await store.apply(s.id, {"gone": DELETE, "c": {"d": None}})
+        assert applied.state == {"a": 2, "c": {"d": None}}
+        info = await store.append(s.id, "log", [1, "x"])
+        touched = await store.touch(s.id, ttl=None)
+        assert touched.version == info.version and touched.ttl is None
+        assert (await store.get(s.id)).state == {"a": 2, "c": {"d": None}, "log": [1, "x"]}  # type: ignore[union-attr]
+        assert await store.delete(s.id) is True
+        assert await store.get(s.id) is None
+        with pytest.raises(SessionNotFound):
+            await store.save(s.id, {"back": True})
+        assert await store.delete(s.id) is False
+
+
+
+# ---------------------------------------------------------------- reproductions: the framework diverges
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@needs_adk
+def test_adk_memory_id2_strips_session_ids() -> None:
+    """ID-2, adk_memory: InMemorySessionService strips ids (in_memory_session_service.py, session_id.strip())."""
+    from google.adk.sessions import InMemorySessionService
+
+    async def repro() -> Any:
+        svc = InMemorySessionService()
+        await svc.create_session(app_name="a", user_id="u", session_id="x ")
+        return await svc.get_session(app_name="a", user_id="u", session_id=" x")
+
+    assert _run(repro()) is not None  # "x " and " x" are one session
+
+
+@needs_adk
+def test_adk_id1_generated_ids_are_uuid4() -> None:
+    """ID-1, adk_*: generated ids are uuid4 (platform/uuid.py new_uuid): 122 random bits, not 128."""
+    from google.adk.sessions import InMemorySessionService
+
+    s = _run(InMemorySessionService().create_session(app_name="a", user_id="u"))
+    assert uuid.UUID(s.id).version == 4
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str:
+    from sessionspec.adapters import _servers
+    from sessionspec.conformance.provision import ProvisionError
+
+    try:
+        return str(_servers.server_url("postgres"))
+    except ProvisionError as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    from sessionspec.adapters import _servers
+    from sessionspec.conformance.provision import ProvisionError
+
+    try:
+        return str(_servers.server_url("redis"))
+    except ProvisionError as exc:
+        pytest.skip(f"no Redis server: {exc}")
+
+
+@needs_adk
+@pytest.mark.postgres
+def test_adk_postgres_st1_jsonb_turns_floats_into_ints(postgres_url: str) -> None:
+    """ST-1, adk_postgres: state is a JSONB column (schemas/v1.py); 1e16 comes back as the int 10000000000000000."""
+    from google.adk.sessions import DatabaseSessionService
+
+    async def repro() -> Any:
+        svc = DatabaseSessionService(db_url="postgresql+asyncpg://" + postgres_url.split("://", 1)[1])
+        try:
+            s = await svc.create_session(app_name=f"t{uuid.uuid4().hex[:8]}", user_id="u", state={"f": 1e16})
+            return (await svc.get_session(app_name=s.app_name, user_id="u", session_id=s.id)).state["f"]  # type: ignore[union-attr]
+        finally:
+            await svc.close()
+
+    assert type(_run(repro())) is int
+
+
+@needs_langgraph
+@pytest.mark.postgres
+def test_langgraph_postgres_st1_jsonb_turns_floats_into_ints(postgres_url: str) -> None:
+    """ST-1, langgraph_postgres: values are JSONB (store/postgres/base.py); 1e16 comes back as an int."""
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    async def repro() -> Any:
+        async with AsyncPostgresStore.from_conn_string(postgres_url) as store:
+            await store.setup()
+            ns = ("t", uuid.uuid4().hex[:8])
+            await store.aput(ns, "k", {"f": 1e16}, index=False)
+            return (await store.aget(ns, "k")).value["f"]  # type: ignore[union-attr]
+
+    assert type(_run(repro())) is int
+
+
+@needs_agents
+@pytest.mark.redis
+def test_agents_redis_ttl3_a_write_with_ttl_none_keeps_the_old_expiry(redis_url: str) -> None:
+    """TTL-3, agents_redis: ttl=None skips PEXPIREAT but never PERSISTs (redis_session.py _mutate_items_attempt)."""
+    import redis.asyncio
+    from agents.extensions.memory import RedisSession
+
+    async def repro() -> int:
+        client = redis.asyncio.from_url(redis_url)
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        await RedisSession("s", redis_client=client, key_prefix=prefix, ttl=60).add_items([{"n": 1}])  # type: ignore[list-item]
+        await RedisSession("s", redis_client=client, key_prefix=prefix, ttl=None).add_items([{"n": 2}])  # type: ignore[list-item]
+        left = int(await client.pttl(f"{prefix}:s:messages"))
+        await client.aclose()
+        return left
+
+    assert _run(repro()) > 0  # still expiring, though the SDK documents ttl=None as "persists indefinitely"
+
+
+@needs_agents
+def test_agents_cc2_sessions_have_no_create_if_absent(tmp_path: Any) -> None:
+    """CC-2, agents_*: the Session protocol (agents/memory/session.py) has no create; a second creator appends."""
+    from agents import SQLiteSession
+
+    async def repro() -> list[Any]:
+        first, second = SQLiteSession("s", tmp_path / "db"), SQLiteSession("s", tmp_path / "db")
+        await asyncio.gather(first.add_items([{"by": 1}]), second.add_items([{"by": 2}]))  # type: ignore[list-item]
+        items = await first.get_items()
+        first.close()
+        second.close()
+        return items
+
+    assert sorted(i["by"] for i in _run(repro())) == [1, 2]  # neither writer could learn the id was taken
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not _has("redis"), reason="redis not installed")
+def test_redis_py_swallows_early_cancellation(redis_url: str) -> None:
+    """FL-4, agents_redis: redis-py's asyncio client returns normally from a command cancelled in its first steps."""
+    import redis.asyncio
+
+    async def repro() -> list[bool]:
+        client = redis.asyncio.from_url(redis_url)
+        await client.ping()
+        swallowed = []
+        for steps in (1, 2, 3):
+            task = asyncio.ensure_future(client.lrange("nothing", 0, -1))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            requested = task.cancel()
+            try:
+                await task
+                swallowed.append(requested)
+            except asyncio.CancelledError:
+                swallowed.append(False)
+        await client.aclose()
+        return swallowed
+
+    assert any(_run(repro()))  # a cancellation was requested, yet the command returned normally
+
+
+# ---------------------------------------------------------------- the page generator
+def test_matrix_page_flags_unreviewed_failures_and_prints_reviewed_ones() -> None:
+    from sessionspec.conformance.matrix import _table_part, build_page
+
+    results = [
+        {"store": "adk_memory", "level": "none", "capabilities": ["core"], "versions": "google-adk 9",
+         "clauses": [{"id": "ID-2", "verdict": "fail", "reason": "strip"}, {"id": "LC-1", "verdict": "pass"}]},
+        {"store": "nowhere", "level": "none", "capabilities": ["core"], "versions": "",
+         "clauses": [{"id": "LC-3", "verdict": "fail", "reason": "upsert\nmore"}]},
+    ]
+    page, unreviewed = build_page(results, date="2026-01-01")
+    assert unreviewed == ["nowhere LC-3"]
+    assert "UNREVIEWED — not yet read by a person. The suite said: upsert" in page
+    assert "session_id.strip()" in page  # the reviewed paragraph from adapters/findings.toml
+    assert "| LC-1 | ✓ | " in page and "| ID-2 | ✗ | " in page
+    assert _table_part(page) == _table_part(build_page(results, date="2030-12-31")[0])
+
+
+@needs_adk
+def test_adk_sqlite_fl4_a_cancelled_read_leaves_the_database_locked(tmp_path: Any) -> None:
+    """FL-4, adk_sqlite: cancel get_session mid-flight and the next write fails 'database is locked'."""
+    from google.adk.sessions import DatabaseSessionService
+    from sqlalchemy.exc import OperationalError
+
+    async def repro() -> list[str]:
+        svc = DatabaseSessionService(db_url=f"sqlite+aiosqlite:///{tmp_path / 'adk.db'}")
+        s = await svc.create_session(app_name="a", user_id="u")
+        failures = []
+        for steps in range(1, 8):
+            task = asyncio.ensure_future(svc.get_session(app_name="a", user_id="u", session_id=s.id))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            try:
+                await svc.create_session(app_name="a", user_id="u")
+            except OperationalError as exc:
+                failures.append(str(exc.orig))
+                break
+        await svc.close()
+        return failures
+
+    assert _run(repro()) == ["database is locked"]
+
+
+@needs_adk
+@pytest.mark.postgres
+def test_adk_postgres_id2_ids_over_128_characters_are_a_database_error(postgres_url: str) -> None:
+    """ID-2, adk_postgres: sessions.id is VARCHAR(128) (schemas/v1.py); a valid 129-character id is a DBAPIError."""
+    from google.adk.sessions import DatabaseSessionService
+    from sqlalchemy.exc import DBAPIError
+
+    async def repro() -> None:
+        svc = DatabaseSessionService(db_url="postgresql+asyncpg://" + postgres_url.split("://", 1)[1])
+        try:
+            await svc.create_session(app_name=f"t{uuid.uuid4().hex[:8]}", user_id="u", session_id="x" * 129)
+        finally:
+            await svc.close()
+
+    with pytest.raises(DBAPIError, match="value too long"):
+        _run(repro())
