@@ -208,3 +208,11 @@ def test_failure_message_explains_the_bug(case: BrokenCase) -> None:
     if mute:
         pytest.fail(f"these suite tests fail on {case.name} without saying which rule broke or how to fix it "
                     "(give the assert a message in the clause's terms):\n  " + "\n  ".join(mute), pytrace=False)
+
+
+def test_a_store_that_caps_ids_fails_id_2_and_id_3_blames_its_setup_on_id_2() -> None:
+    """ID-3 creates 256-character sentinels; a store that cannot hold them breaks ID-2, not ID-3 (issue 15)."""
+    verdicts = _by_clause(run_suite(BROKEN["ids_capped_at128"].target(), clauses=["ID-2", "ID-3"],
+                                    keyword=FOCUSED))
+    assert verdicts["ID-2"].verdict == "fail", verdicts["ID-2"]
+    assert verdicts["ID-3"].verdict == "pass", f"ID-3 blamed for ID-2's bug: {verdicts['ID-3'].reason}"

@@ -39,6 +39,7 @@ from ._values import (
     disturbed,
     owners_kept,
     refusal,
+    setting_up,
     short,
 )
 
@@ -254,7 +255,11 @@ SENTINEL_IDS = ("a", "ab", "abc", "x", "_", "x" * 256)
 
 
 async def _sentinels(store: SessionStore) -> dict[str, Session | None]:
-    return {sid: await store.create({"sentinel": sid}, id=sid) for sid in SENTINEL_IDS}
+    """Valid ids (256 characters included) that ID-3's checks watch: a store that cannot create them
+    breaks ID-2, and ID-3 reports that as its setup, not as its own failure."""
+    return {sid: await setting_up("ID-3", f"create(id={short(sid, 12)})",
+                                  store.create({"sentinel": sid}, id=sid), ("ID-2",))
+            for sid in SENTINEL_IDS}
 
 
 @clause("ID-3")

@@ -70,3 +70,15 @@ class InvalidIdSanitised(MemoryStore):
         if isinstance(id, str):
             id = _NOT_ALLOWED.sub("", id)[:MAX_ID_LENGTH] or "_"
         return await super().create(state, id=id, owner=owner, ttl=ttl)
+
+
+@broken("ID-2")
+class IdsCappedAt128(MemoryStore):
+    """create() refuses client ids over 128 characters with a database-style error (a VARCHAR(128) column):
+    ID-2 allows 256. ID-3's setup creates a 256-character sentinel, and must blame ID-2, not itself."""
+
+    async def create(self, state: Mapping[str, Any] | None = None, *, id: str | None = None,
+                     owner: str | None = None, ttl: TtlArg = KEEP) -> Session:
+        if id is not None and len(id) > 128:
+            raise RuntimeError("value too long for type character varying(128)")
+        return await super().create(state, id=id, owner=owner, ttl=ttl)
