@@ -254,13 +254,17 @@ def test_the_docs_show_commands_and_both_recipes() -> None:
     assert all(ci_recipes())
 
 
+RUNS_HERE = r"(cd \S+$|([A-Z_][A-Z0-9_]*=\S+ )*(sessionspec|python -m sessionspec|pytest --sessionspec-store))\b"
+"""A part this test runs itself; a leading NAME=value is the command's environment."""
+
+
 @pytest.mark.parametrize("command", _all_commands())
 def test_a_documented_command_works_as_written(command: str, project: Path, servers: Any) -> None:
     parts = _code(command).split(" && ")
     for part in parts:  # `pip install -e . && sessionspec check`: check the install, run the command
         if part.startswith("pip install"):
             check_pip(part)
-        elif not re.match(r"(cd \S+$|sessionspec|python -m sessionspec|pytest --sessionspec-store)\b", part):
+        elif not re.match(RUNS_HERE, part):
             check_tool(part)
     code = " && ".join(p for p in parts if not p.startswith("pip install"))
     runs = r"\b(sessionspec (check|recheck|backends)|python -m sessionspec|pytest --sessionspec-store)"
