@@ -12,6 +12,7 @@ environments, paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fixtures.service import running_service
 
 yaml = pytest.importorskip("yaml")
 
@@ -254,6 +257,8 @@ def test_the_docs_show_commands_and_both_recipes() -> None:
     assert all(ci_recipes())
 
 
+DOCS_SERVICE = "http://127.0.0.1:8000"
+"""The service URL the docs show; the test serves one and checks against it."""
 RUNS_HERE = r"(cd \S+$|([A-Z_][A-Z0-9_]*=\S+ )*(sessionspec|python -m sessionspec|pytest --sessionspec-store))\b"
 """A part this test runs itself; a leading NAME=value is the command's environment."""
 
@@ -279,7 +284,11 @@ def test_a_documented_command_works_as_written(command: str, project: Path, serv
     if " backends up" in code:
         _backends_up(code, project, env)
         return
-    out = _shell(code, project, env)
+    with contextlib.ExitStack() as stack:
+        if DOCS_SERVICE in code:  # the docs' deployed service: a real one on a free port, backed by memory
+            base, _ = stack.enter_context(running_service("memory"))
+            code = code.replace(DOCS_SERVICE, base)
+        out = _shell(code, project, env)
     if out.returncode == 3 and not REQUIRE_BACKENDS:
         pytest.skip(f"exit 3, no backend here (SESSIONSPEC_REQUIRE_BACKENDS=1 fails instead): {out.stderr[-500:]}")
     expected = expected_exit(code)
