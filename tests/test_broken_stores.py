@@ -215,4 +215,6 @@ def test_a_store_that_caps_ids_fails_id_2_and_id_3_blames_its_setup_on_id_2() ->
     verdicts = _by_clause(run_suite(BROKEN["ids_capped_at128"].target(), clauses=["ID-2", "ID-3"],
                                     keyword=FOCUSED))
     assert verdicts["ID-2"].verdict == "fail", verdicts["ID-2"]
-    assert verdicts["ID-3"].verdict == "pass", f"ID-3 blamed for ID-2's bug: {verdicts['ID-3'].reason}"
+    id3 = verdicts["ID-3"]
+    assert id3.verdict != "fail", f"ID-3 blamed for ID-2's bug: {id3.reason}"
+    assert id3.verdict == "pass" or "see ID-2" in id3.reason, f"ID-3 not checked without naming ID-2: {id3.reason}"
