@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import IO, Any, Final
 
 from .targets import Target, open_store, resolve_target
+from .worker import stop_child
 
 __all__ = ["ManagerProcess", "run_job"]
 
@@ -129,15 +130,7 @@ class ManagerProcess:
             self.kill()
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-        self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        self._errors.close()
+        stop_child(self.process, self._errors)
 
 
 if __name__ == "__main__":

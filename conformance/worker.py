@@ -179,6 +179,19 @@ async def run_tasks(stores: Sequence[SessionStore], tasks: Sequence[Task]) -> li
 
 
 # -- the other side: driving a worker process ------------------------------------------------
+def stop_child(process: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
+    """Kill a worker child (if it still runs), reap it, and close its pipes and its stderr file."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    errors.close()
+
+
 class GaveUp(Exception):
     """increment() met a VersionConflict on every attempt."""
 
@@ -272,15 +285,7 @@ class WorkerProcess:
             self.kill()
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-        self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        self._errors.close()
+        stop_child(self.process, self._errors)
 
     def _stderr(self) -> str:
         with contextlib.suppress(OSError, ValueError):
