@@ -31,6 +31,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ID_LENGTH",
     "MAX_LIST_LIMIT",
+    "MAX_TTL",
     "dump_json",
     "json_path",
     "validate_changes",
@@ -49,6 +50,9 @@ MAX_ID_LENGTH: Final = 256
 MAX_LIST_LIMIT: Final = 1000
 MAX_DEPTH: Final = 128
 """Nesting deeper than this is refused (InvalidState): 64 levels must round-trip (ST-1)."""
+MAX_TTL: Final = 1e10
+"""The longest period the reference stores take (~317 years): far beyond any session, and an
+``expires_at`` that every backend and ``datetime`` can hold (TTL-0 lets a store refuse longer ones)."""
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 GENERATED_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -95,9 +99,15 @@ def validate_ttl(ttl: object, *, allow_keep: bool = True) -> float | Keep | None
         raise InvalidTtl("KEEP is not allowed here")
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise InvalidTtl(f"ttl must be a number of seconds, None or KEEP, not {type(ttl).__name__}")
-    seconds = float(ttl)
+    try:
+        seconds = float(ttl)
+    except OverflowError:  # an int past a float's range: as good as infinite
+        seconds = math.inf if ttl > 0 else -math.inf
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidTtl(f"ttl must be finite and > 0, got {ttl!r}")
+    if seconds > MAX_TTL:
+        raise InvalidTtl(f"ttl {ttl!r} s is longer than the {MAX_TTL:g} s (~317 years) an expiry can hold here; "
+                         "use ttl=None for a session that never expires")
     return seconds
 
 

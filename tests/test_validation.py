@@ -14,6 +14,7 @@ from sessionspec.conformance.validation import (
     INT64_MAX,
     INT64_MIN,
     MAX_DEPTH,
+    MAX_TTL,
     validate_changes,
     validate_cursor,
     validate_expected_version,
@@ -43,7 +44,7 @@ def test_owner_none_means_no_owner() -> None:
     assert validate_owner(None) is None
 
 
-@pytest.mark.parametrize("good, expected", [(1, 1.0), (0.25, 0.25), (None, None)])
+@pytest.mark.parametrize("good, expected", [(1, 1.0), (0.25, 0.25), (None, None), (1e10, 1e10)])
 def test_ttl_numbers_become_floats(good: Any, expected: float | None) -> None:
     assert validate_ttl(good) == expected
 
@@ -52,6 +53,21 @@ def test_ttl_numbers_become_floats(good: Any, expected: float | None) -> None:
 def test_bad_ttl_raises_invalid_ttl(bad: Any) -> None:
     with pytest.raises(InvalidTtl):
         validate_ttl(bad)
+
+
+@pytest.mark.parametrize("huge", [1e10 + 1, 1e12, 3.4e38, 1.7976931348623157e308, 10**12])
+def test_a_ttl_beyond_the_cap_is_refused_with_the_cap_named(huge: Any) -> None:
+    """TTL-0: past MAX_TTL an expiry no datetime holds; refused before the store writes, never after."""
+    with pytest.raises(InvalidTtl, match="1e\\+10 s"):
+        validate_ttl(huge)
+    assert MAX_TTL == 1e10
+
+
+def test_an_int_past_a_floats_range_is_an_invalid_ttl_not_an_overflow() -> None:
+    with pytest.raises(InvalidTtl):
+        validate_ttl(10**400)
+    with pytest.raises(InvalidTtl):
+        validate_ttl(-(10**400))
 
 
 def test_keep_is_refused_where_not_allowed() -> None:

@@ -111,6 +111,14 @@ INVALID_TTLS: Final[tuple[tuple[str, object], ...]] = (
     ("bytes", b"5"),
 )
 
+HUGE_TTLS: Final[tuple[tuple[str, float | int], ...]] = (
+    # valid numbers whose expiry lies beyond year 9999 (a datetime's range): refused, or kept readable
+    ("1e12 (~31,700 years)", 1e12),
+    ("3.4e38", 3.4e38),
+    ("1.7e308", 1.7e308),
+    ("10**400 (an int past a float's range)", 10**400),
+)
+
 # ---------------------------------------------------------------- ST-1: round trips
 MEBIBYTE: Final = 1024 * 1024
 

@@ -29,6 +29,7 @@ from sessionspec.conformance.contract import (
 from sessionspec.conformance.validation import GENERATED_ID_PATTERN
 
 from ._values import (
+    HUGE_TTLS,
     INVALID_IDS,
     INVALID_TTLS,
     OWNER_COUNTS,
@@ -330,6 +331,46 @@ async def test_invalid_ttls_are_refused_and_nothing_changes(ctx: SuiteContext, o
     )
     changed = await disturbed(store, expected)
     assert not changed, f"TTL-0: a refused {operation} still changed something:" + bullets(changed)
+
+
+async def _huge_ttl_outcome(store: SessionStore, operation: str, label: str, ttl: float | int) -> list[str]:
+    """What went wrong when ``operation`` got a period beyond a datetime's range (empty: nothing)."""
+    sid = f"huge-{operation}-{len(label)}-{int(math.log10(ttl))}"
+    before = await store.create({"x": 0}, id=sid, ttl=600)
+    expected: dict[str, Session | None] = {sid: before, f"{sid}-new": None}
+    try:
+        await TTL_OPERATIONS[operation](store, sid, ttl)
+    except InvalidTtl:
+        return [f"ttl={label}: refused, but {line}" for line in await disturbed(store, expected)]
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # an untyped error: the caller cannot tell a bad argument from an outage
+        changed = await disturbed(store, expected)
+        return [f"ttl={label}: raised {type(exc).__name__}: {short(str(exc), 60)}, not InvalidTtl"
+                + (" — and still changed the session" if changed else "")]
+    target = f"{sid}-new" if operation == "create" else sid
+    try:
+        kept = await store.get(target)
+    except Exception as exc:
+        return [f"ttl={label}: accepted, then get({target!r}) raised {type(exc).__name__}: {short(str(exc), 60)}"]
+    if kept is None:
+        return [f"ttl={label}: accepted, then get({target!r}) found nothing"]
+    return []
+
+
+@clause("TTL-0")
+@pytest.mark.parametrize("operation", list(TTL_OPERATIONS))
+async def test_periods_beyond_a_datetime_are_refused_cleanly_or_kept_readable(
+        ctx: SuiteContext, operation: str) -> None:
+    """ttl=1e12 or 3.4e38 is a number > 0: a store may refuse it (InvalidTtl, nothing changed) or keep a
+    readable session — never write first and fail after, leaving a session nothing can read."""
+    found = [line for label, ttl in HUGE_TTLS
+             for line in await _huge_ttl_outcome(ctx.store, operation, label, ttl)]
+    assert not found, (
+        f"TTL-0: {operation}() with a period whose expiry lies beyond year 9999 must either raise InvalidTtl and "
+        "change nothing, or keep a session get() can read (the reference stores refuse ttl > 1e10 s):"
+        + bullets(found)
+    )
 
 
 @clause("TTL-0")

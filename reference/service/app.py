@@ -30,6 +30,7 @@ from sessionspec.conformance.contract import (
     SessionStoreError,
     TtlArg,
 )
+from sessionspec.conformance.validation import MAX_TTL
 
 from . import wire
 from .metrics import CONTENT_TYPE, CounterSource, Metrics
@@ -43,9 +44,6 @@ log = logging.getLogger("sessionspec.service")
 MAX_BODY: Final = 16 * 1024 * 1024
 """Largest request body read (a 1 MiB state, ST-1, with room for JSON escaping)."""
 PROBLEM: Final = "application/problem+json"
-MAX_TTL: Final = 1e10
-"""Seconds (~317 years): a longer period has no expiry a datetime can represent (TTL-0 allows it, SessionInfo
-cannot carry it), so the service refuses it with InvalidTtl instead of failing after the write."""
 METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 OPEN_PATHS: Final = frozenset({"/health", "/openapi.json"})
 ROUTE: Final = "sessionspec.route"
@@ -123,6 +121,8 @@ def _ttl(body: Mapping[str, Any]) -> TtlArg:
     if "ttl" not in body:
         return KEEP
     ttl: TtlArg = body["ttl"]
+    # Refused here too, whatever store is behind the service: a longer period has no expiry a datetime
+    # can represent, so a store without the reference validator's cap could fail after writing.
     if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > MAX_TTL:
         raise InvalidTtl(f"ttl {ttl!r} s is beyond what an expiry timestamp can hold; the limit is {MAX_TTL:g} s")
     return ttl

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sessionspec.conformance.contract import KEEP, Keep, Session, SessionInfo, SessionNotFound, TtlArg
@@ -24,6 +27,22 @@ class TtlZeroMeansForever(MemoryStore):
         if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl <= 0:
             ttl = None
         return await super().create(state, id=id, owner=owner, ttl=ttl)
+
+
+@broken("TTL-0")
+class HugeTtlFailsAfterWriting(MemoryStore):
+    """save(ttl=3.4e38) writes the state, then fails building its expiry (OverflowError, not InvalidTtl).
+
+    What MemoryStore did before the validator capped ttl at 1e10 s: the caller saw an untyped error and
+    the session was left changed (the real store's was even unreadable).
+    """
+
+    async def save(self, id: str, state: Mapping[str, Any], *, ttl: TtlArg = KEEP,
+                   expected_version: int | None = None) -> SessionInfo:
+        if isinstance(ttl, float) and 1e10 < ttl < math.inf:
+            await super().save(id, state, expected_version=expected_version)
+            datetime.fromtimestamp(time.time() + ttl, UTC)  # OverflowError: year is out of range
+        return await super().save(id, state, ttl=ttl, expected_version=expected_version)
 
 
 @broken("TTL-2")
