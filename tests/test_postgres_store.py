@@ -34,6 +34,7 @@ from sessionspec.reference import postgres_sql as sql
 from sessionspec.reference.postgres import PostgresStore
 from sessionspec.reference.postgres_sql import decode_json, encode_json
 
+pytestmark = pytest.mark.postgres
 REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"
 TRICKY_STRINGS = ["\x00", "a\x00b", "\x00\x00", "\ue000", "\ue000\ue001", "\ue000\ue002", "\ue000\x00",
                   "x\ue000", "\ue001", "", "\\u0000", "\x00\ue000\x00\ue002", "𝄞\x00세션"]
