@@ -132,12 +132,27 @@ async def load_postgres(pool: Any, namespace: str, sessions: Sequence[Planned], 
 
 _LOAD_LUA = """
 -- ARGV: prefix, ttl text, ttl_us, next version, state fields joined by "\\n", then per session
--- 5 args: id, owner, updated_us, expires_us, live ("1"/"0"). Writes what load_redis writes.
+-- 5 args: id, owner, updated_us, expires_us, live ("1"/"0"). Writes what load_redis writes;
+-- the index commands go out once per 500 sessions (a redis.call per member cost ~2x the load).
 local p, ttl, tus, version = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local fields = {}
 if ARGV[5] ~= '' then
   for f in string.gmatch(ARGV[5], '[^\\n]+') do fields[#fields + 1] = f end
 end
+local ids, exp, own, oi, oe = {}, {}, {}, {}, {}
+local function flush()
+  if #ids > 0 then
+    redis.call('ZADD', p .. 'ids', unpack(ids))
+    redis.call('ZADD', p .. 'exp', unpack(exp))
+    redis.call('HSET', p .. 'own', unpack(own))
+  end
+  for owner, members in pairs(oi) do
+    redis.call('ZADD', p .. 'oi:' .. owner, unpack(members))
+    redis.call('ZADD', p .. 'oe:' .. owner, unpack(oe[owner]))
+  end
+  ids, exp, own, oi, oe = {}, {}, {}, {}, {}
+end
+local n = 0
 for a = 6, #ARGV, 5 do
   local id, owner, u, e = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   if ARGV[a + 4] == '1' then
@@ -146,12 +161,17 @@ for a = 6, #ARGV, 5 do
     redis.call('PEXPIREAT', h, math.ceil(tonumber(e) / 1000))
   end
   version = version + 1
-  redis.call('ZADD', p .. 'ids', 0, id)
-  redis.call('ZADD', p .. 'exp', e, id)
-  redis.call('HSET', p .. 'own', id, owner)
-  redis.call('ZADD', p .. 'oi:' .. owner, 0, id)
-  redis.call('ZADD', p .. 'oe:' .. owner, e, id)
+  ids[#ids + 1] = 0; ids[#ids + 1] = id
+  exp[#exp + 1] = e; exp[#exp + 1] = id
+  own[#own + 1] = id; own[#own + 1] = owner
+  if not oi[owner] then oi[owner], oe[owner] = {}, {} end
+  local m, x = oi[owner], oe[owner]
+  m[#m + 1] = 0; m[#m + 1] = id
+  x[#x + 1] = e; x[#x + 1] = id
+  n = n + 1
+  if n % 500 == 0 then flush() end
 end
+flush()
 redis.call('SET', p .. 'ver', version)
 return version
 """

@@ -15,6 +15,8 @@
   a server-side script per 10,000 sessions for Redis, COPY for Postgres); MemoryStore is
   filled through create() on a fake clock. A size whose load would not fit in ``budget``
   seconds (estimated from the previous size's load rate) is skipped and reported as such.
+  Each sweep is timed in wall time and in this process's CPU time (the whole cost for
+  MemoryStore, and immune to preemption by other jobs on a shared machine).
   The manager's own part, ExpirySchedule.due over N tracked sessions with 1% due, is timed
   alongside (pure Python).
 
@@ -138,17 +140,37 @@ async def open_backend(backend: str, url: str | None, namespace: str) -> tuple[A
     return await PostgresStore.connect(url or "", namespace=namespace), None
 
 
-async def timed_sweeps(mgr: SessionManager, filler: Filler, expired: int, reps: int) -> list[float]:
-    """``reps`` sweeps, each after adding ``expired`` expired sessions; seconds per sweep."""
-    out = []
+async def timed_sweeps(mgr: SessionManager, filler: Filler, expired: int,
+                       reps: int) -> tuple[list[float], list[float], list[float]]:
+    """``reps`` sweeps, each after adding ``expired`` expired sessions; wall, client CPU, Redis CPU seconds each.
+
+    The CPU time is the whole cost for MemoryStore (the sweep runs in this process) and is
+    immune to preemption on a shared machine, where a wall time of a few ms can be one
+    time slice of another job; for Redis and Postgres it is only the client's share. For
+    Redis the server's CPU time (INFO cpu) is the store's share, likewise immune.
+    """
+    wall, cpu, server = [], [], []
     for _ in range(reps):
         await filler.add(expired, live=False)
-        start = time.perf_counter()
+        server_before = await server_cpu(filler)
+        start, start_cpu = time.perf_counter(), time.process_time()
         report = await mgr.sweep()
-        out.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+        server_after = await server_cpu(filler)
+        if server_before is not None and server_after is not None:
+            server.append(server_after - server_before)
         if report.purged != expired:
             raise RuntimeError(f"sweep purged {report.purged}, expected {expired}")
-    return out
+    return wall, cpu, server
+
+
+async def server_cpu(filler: Filler) -> float | None:
+    """Redis's own CPU seconds (INFO cpu, main thread), immune to preemption; None for the other backends."""
+    if filler.backend != "redis":
+        return None
+    info = await filler.store.client.info("cpu")
+    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
 async def sweep_part(backend: str, url: str | None, sizes: list[int], budget: float, reps: int) -> dict[str, Any]:
@@ -163,31 +185,50 @@ async def sweep_part(backend: str, url: str | None, sizes: list[int], budget: fl
         store, clock = await open_backend(backend, url, namespace)
         try:
             filler = Filler(backend, store, namespace, clock)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), await server_cpu(filler)
             await filler.add(size - size // 100, live=True)
             load_s = time.perf_counter() - t0
+            cpu1 = await server_cpu(filler)
             rate = (size - size // 100) / load_s
             mgr = SessionManager(store, sweep_interval=None)
-            one_pct = await timed_sweeps(mgr, filler, size // 100, reps)
-            fixed = await timed_sweeps(mgr, filler, 100, reps)
+            one_pct, one_pct_cpu, one_pct_server = await timed_sweeps(mgr, filler, size // 100, reps)
+            fixed, fixed_cpu, fixed_server = await timed_sweeps(mgr, filler, 100, reps)
             stages.append({"stored": size, "load_s": round(load_s, 1),
                            "sweep_1pct_expired_ms": round(statistics.median(one_pct) * 1000, 2),
                            "expired_1pct": size // 100,
-                           "sweep_100_expired_ms": round(statistics.median(fixed) * 1000, 2)})
+                           "sweep_100_expired_ms": round(statistics.median(fixed) * 1000, 2),
+                           "client_cpu_1pct_expired_ms": round(statistics.median(one_pct_cpu) * 1000, 2),
+                           "client_cpu_100_expired_ms": round(statistics.median(fixed_cpu) * 1000, 2)})
+            if cpu0 is not None and cpu1 is not None:
+                stages[-1] |= {"load_server_cpu_s": round(cpu1 - cpu0, 1),
+                               "server_cpu_1pct_expired_ms": round(statistics.median(one_pct_server) * 1000, 2),
+                               "server_cpu_100_expired_ms": round(statistics.median(fixed_server) * 1000, 2)}
             print(f"  sweep N={size}: {stages[-1]}", flush=True)
         finally:
             await _drop(backend, store, namespace)
             await store.aclose()
     done = [s for s in stages if "skipped" not in s]
-    ratios = {}
+    ratios: dict[str, Any] = {}
     if len(done) >= 2:
         small, big = done[0], done[-1]
         ratios = {
             "stored_ratio": big["stored"] / small["stored"],
             "sweep_1pct_ratio": round(big["sweep_1pct_expired_ms"] / small["sweep_1pct_expired_ms"], 2),
             "sweep_100_expired_ratio": round(big["sweep_100_expired_ms"] / small["sweep_100_expired_ms"], 2),
+            "client_cpu_1pct_ratio": _ratio(big["client_cpu_1pct_expired_ms"], small["client_cpu_1pct_expired_ms"]),
+            "client_cpu_100_expired_ratio": _ratio(big["client_cpu_100_expired_ms"],
+                                                   small["client_cpu_100_expired_ms"]),
         }
+        if "server_cpu_1pct_expired_ms" in small and "server_cpu_1pct_expired_ms" in big:
+            ratios["server_cpu_1pct_ratio"] = _ratio(big["server_cpu_1pct_expired_ms"],
+                                                     small["server_cpu_1pct_expired_ms"])
+            ratios["server_cpu_100_expired_ratio"] = _ratio(big["server_cpu_100_expired_ms"],
+                                                            small["server_cpu_100_expired_ms"])
     return {"stages": stages, "ratios": ratios, "repetitions": reps}
+
+
+def _ratio(big: float, small: float) -> float | None:
+    return round(big / small, 2) if small > 0 else None
 
 
 async def _drop(backend: str, store: Any, namespace: str) -> None:
