@@ -1,7 +1,7 @@
 """The SessionManager's costs (not a test): update under contention, and sweep cost as the store grows.
 
     python bench/manager.py --backend memory|redis|postgres|all [--tasks 1000] [--rounds 3]
-                            [--sizes 10000,1000000] [--budget 240] [--out DIR]
+                            [--sizes 10000,1000000] [--budget 240] [--parts update,sweep] [--out DIR]
 
 * ``update``: ``tasks`` concurrent ``mgr.update(+1)`` calls on one session (single-flight per
   session in-process, CAS with full-jitter backoff) against the store-level client of
@@ -11,9 +11,12 @@
 * ``sweep``: ``mgr.sweep()`` (purge_expired + the manager's due sessions) on a namespace
   holding N sessions of which 1% are expired, for each N in ``sizes``, in the same run; and
   once more with a fixed 100 expired at every N, which separates O(expired) from O(stored).
-  Sessions are bulk-loaded (bench/loaders.py layouts) for Redis and Postgres; MemoryStore is
+  Sessions (state ``{"k": 1}``) are bulk-loaded in the store's own layout (bench/loaders.py:
+  a server-side script per 10,000 sessions for Redis, COPY for Postgres); MemoryStore is
   filled through create() on a fake clock. A size whose load would not fit in ``budget``
   seconds (estimated from the previous size's load rate) is skipped and reported as such.
+  Each sweep is timed in wall time and in this process's CPU time (the whole cost for
+  MemoryStore, and immune to preemption by other jobs on a shared machine).
   The manager's own part, ExpirySchedule.due over N tracked sessions with 1% due, is timed
   alongside (pure Python).
 
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from contention import KEY, contend
-from loaders import Planned, load_postgres, load_redis
+from loaders import Planned, load_postgres, load_redis_lua
 
 from sessionspec.conformance.contract import SessionInfo
 from sessionspec.conformance.provision import provision
@@ -45,6 +48,8 @@ from sessionspec.reference.memory import MemoryStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TTL = 3600.0
+STATE = {"k": 1}
+"""Every swept-bench session's state: the sweep's cost is index work, and a small state loads 1M fast."""
 
 
 # -- update under contention -----------------------------------------------------------------------
@@ -113,12 +118,13 @@ class Filler:
             if not live:
                 self.clock[0] = saved - TTL - 10  # written long ago: already expired now
             for _ in range(count):
-                await self.store.create({"k": 1}, ttl=TTL)
+                await self.store.create(STATE, ttl=TTL)
             self.clock[0] = saved
         elif self.backend == "redis":
-            self.version = await load_redis(self.store.client, self.namespace, planned(count, live=live), self.version)
+            self.version = await load_redis_lua(self.store.client, self.namespace, planned(count, live=live),
+                                                self.version, state=STATE)
         else:
-            await load_postgres(self.store.pool, self.namespace, planned(count, live=live), chunk=2000)
+            await load_postgres(self.store.pool, self.namespace, planned(count, live=live), chunk=20_000, state=STATE)
 
 
 async def open_backend(backend: str, url: str | None, namespace: str) -> tuple[Any, list[float] | None]:
@@ -134,17 +140,37 @@ async def open_backend(backend: str, url: str | None, namespace: str) -> tuple[A
     return await PostgresStore.connect(url or "", namespace=namespace), None
 
 
-async def timed_sweeps(mgr: SessionManager, filler: Filler, expired: int, reps: int) -> list[float]:
-    """``reps`` sweeps, each after adding ``expired`` expired sessions; seconds per sweep."""
-    out = []
+async def timed_sweeps(mgr: SessionManager, filler: Filler, expired: int,
+                       reps: int) -> tuple[list[float], list[float], list[float]]:
+    """``reps`` sweeps, each after adding ``expired`` expired sessions; wall, client CPU, Redis CPU seconds each.
+
+    The CPU time is the whole cost for MemoryStore (the sweep runs in this process) and is
+    immune to preemption on a shared machine, where a wall time of a few ms can be one
+    time slice of another job; for Redis and Postgres it is only the client's share. For
+    Redis the server's CPU time (INFO cpu) is the store's share, likewise immune.
+    """
+    wall, cpu, server = [], [], []
     for _ in range(reps):
         await filler.add(expired, live=False)
-        start = time.perf_counter()
+        server_before = await server_cpu(filler)
+        start, start_cpu = time.perf_counter(), time.process_time()
         report = await mgr.sweep()
-        out.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+        server_after = await server_cpu(filler)
+        if server_before is not None and server_after is not None:
+            server.append(server_after - server_before)
         if report.purged != expired:
             raise RuntimeError(f"sweep purged {report.purged}, expected {expired}")
-    return out
+    return wall, cpu, server
+
+
+async def server_cpu(filler: Filler) -> float | None:
+    """Redis's own CPU seconds (INFO cpu, main thread), immune to preemption; None for the other backends."""
+    if filler.backend != "redis":
+        return None
+    info = await filler.store.client.info("cpu")
+    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
 async def sweep_part(backend: str, url: str | None, sizes: list[int], budget: float, reps: int) -> dict[str, Any]:
@@ -159,31 +185,50 @@ async def sweep_part(backend: str, url: str | None, sizes: list[int], budget: fl
         store, clock = await open_backend(backend, url, namespace)
         try:
             filler = Filler(backend, store, namespace, clock)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), await server_cpu(filler)
             await filler.add(size - size // 100, live=True)
             load_s = time.perf_counter() - t0
+            cpu1 = await server_cpu(filler)
             rate = (size - size // 100) / load_s
             mgr = SessionManager(store, sweep_interval=None)
-            one_pct = await timed_sweeps(mgr, filler, size // 100, reps)
-            fixed = await timed_sweeps(mgr, filler, 100, reps)
+            one_pct, one_pct_cpu, one_pct_server = await timed_sweeps(mgr, filler, size // 100, reps)
+            fixed, fixed_cpu, fixed_server = await timed_sweeps(mgr, filler, 100, reps)
             stages.append({"stored": size, "load_s": round(load_s, 1),
                            "sweep_1pct_expired_ms": round(statistics.median(one_pct) * 1000, 2),
                            "expired_1pct": size // 100,
-                           "sweep_100_expired_ms": round(statistics.median(fixed) * 1000, 2)})
+                           "sweep_100_expired_ms": round(statistics.median(fixed) * 1000, 2),
+                           "client_cpu_1pct_expired_ms": round(statistics.median(one_pct_cpu) * 1000, 2),
+                           "client_cpu_100_expired_ms": round(statistics.median(fixed_cpu) * 1000, 2)})
+            if cpu0 is not None and cpu1 is not None:
+                stages[-1] |= {"load_server_cpu_s": round(cpu1 - cpu0, 1),
+                               "server_cpu_1pct_expired_ms": round(statistics.median(one_pct_server) * 1000, 2),
+                               "server_cpu_100_expired_ms": round(statistics.median(fixed_server) * 1000, 2)}
             print(f"  sweep N={size}: {stages[-1]}", flush=True)
         finally:
             await _drop(backend, store, namespace)
             await store.aclose()
     done = [s for s in stages if "skipped" not in s]
-    ratios = {}
+    ratios: dict[str, Any] = {}
     if len(done) >= 2:
         small, big = done[0], done[-1]
         ratios = {
             "stored_ratio": big["stored"] / small["stored"],
             "sweep_1pct_ratio": round(big["sweep_1pct_expired_ms"] / small["sweep_1pct_expired_ms"], 2),
             "sweep_100_expired_ratio": round(big["sweep_100_expired_ms"] / small["sweep_100_expired_ms"], 2),
+            "client_cpu_1pct_ratio": _ratio(big["client_cpu_1pct_expired_ms"], small["client_cpu_1pct_expired_ms"]),
+            "client_cpu_100_expired_ratio": _ratio(big["client_cpu_100_expired_ms"],
+                                                   small["client_cpu_100_expired_ms"]),
         }
+        if "server_cpu_1pct_expired_ms" in small and "server_cpu_1pct_expired_ms" in big:
+            ratios["server_cpu_1pct_ratio"] = _ratio(big["server_cpu_1pct_expired_ms"],
+                                                     small["server_cpu_1pct_expired_ms"])
+            ratios["server_cpu_100_expired_ratio"] = _ratio(big["server_cpu_100_expired_ms"],
+                                                            small["server_cpu_100_expired_ms"])
     return {"stages": stages, "ratios": ratios, "repetitions": reps}
+
+
+def _ratio(big: float, small: float) -> float | None:
+    return round(big / small, 2) if small > 0 else None
 
 
 async def _drop(backend: str, store: Any, namespace: str) -> None:
@@ -219,16 +264,20 @@ async def bench(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     server = None if backend == "memory" else provision(backend)
     try:
         url = server.url if server else None
-        store, _ = await open_backend(backend, url, f"mgrbench{secrets.token_hex(4)}")
-        print(f"{backend}: update under {args.tasks}-way contention", flush=True)
-        try:
-            update = await update_part(store, tasks=args.tasks, rounds=args.rounds, max_seconds=args.max_seconds)
-        finally:
-            await store.aclose()
-        print(f"{backend}: sweep cost", flush=True)
-        sweep = await sweep_part(backend, url, args.sizes, args.budget, args.reps)
-        return {"backend": backend, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "python": sys.version.split()[0], "update": update, "sweep": sweep}
+        result: dict[str, Any] = {"backend": backend, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "python": sys.version.split()[0]}
+        if "update" in args.parts:
+            store, _ = await open_backend(backend, url, f"mgrbench{secrets.token_hex(4)}")
+            print(f"{backend}: update under {args.tasks}-way contention", flush=True)
+            try:
+                result["update"] = await update_part(store, tasks=args.tasks, rounds=args.rounds,
+                                                     max_seconds=args.max_seconds)
+            finally:
+                await store.aclose()
+        if "sweep" in args.parts:
+            print(f"{backend}: sweep cost", flush=True)
+            result["sweep"] = await sweep_part(backend, url, args.sizes, args.budget, args.reps)
+        return result
     finally:
         if server is not None:
             server.close()
@@ -245,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--schedule-sizes", type=lambda s: [int(x) for x in s.split(",")],
                         default=[10_000, 1_000_000])
+    parser.add_argument("--parts", type=lambda s: set(s.split(",")), default={"update", "sweep"},
+                        help="comma-separated: update, sweep (default both)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     backends = ["memory", "redis", "postgres"] if args.backend == "all" else [args.backend]
@@ -257,13 +308,16 @@ def main(argv: list[str] | None = None) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path = args.out / f"manager-{backend}-{stamp}.json"
         path.write_text(json.dumps(result, indent=2))
-        u, s = result["update"], result["sweep"]
-        print(f"{backend}: update {u['tasks']} tasks: manager {u['seconds']['manager']} s "
-              f"({u['retries']['manager']} retries) vs backoff {u['seconds']['backoff']} s "
-              f"({u['retries']['backoff']} retries): {u['speedup_vs_backoff']}x"
-              f"{' (lower bound: backoff hit the time cap)' if u['speedup_is_lower_bound'] else ''}, "
-              f"exact={u['exact']}")
-        print(f"{backend}: sweep ratios {s['ratios']}  -> {path}")
+        if "update" in result:
+            u = result["update"]
+            print(f"{backend}: update {u['tasks']} tasks: manager {u['seconds']['manager']} s "
+                  f"({u['retries']['manager']} retries) vs backoff {u['seconds']['backoff']} s "
+                  f"({u['retries']['backoff']} retries): {u['speedup_vs_backoff']}x"
+                  f"{' (lower bound: backoff hit the time cap)' if u['speedup_is_lower_bound'] else ''}, "
+                  f"exact={u['exact']}")
+        if "sweep" in result:
+            print(f"{backend}: sweep ratios {result['sweep']['ratios']}")
+        print(f"{backend}: -> {path}")
     return 0
 
 

@@ -83,7 +83,7 @@ CLAUSES: Final[tuple[Clause, ...]] = (
     _c("MG-11", "core", "expiry callbacks run once per ended session per manager instance"),
     _c("MG-12", "atomic", "scoped state: app:/user: shared across sessions, temp: never stored"),
     _c("MG-13", "atomic", "a lease's fencing token stops a holder that outlived its lease"),
-    _c("MG-14", "listing", "a sweep costs O(expired), not O(stored) (measured by bench/manager.py)", "planned"),
+    _c("MG-14", "listing", "a sweep costs O(expired), not O(stored): reference stores, by bench/manager.py", "planned"),
     # scenarios: the workflows applications run on a store, through the manager
     _c("SC-1", "core", "chat app: keyed sessions, idle expiry, cleanup loop, resources, shutdown"),
     _c("SC-2", "listing", "conversation store: 1-hour TTL, extend_ttl, listing every session"),

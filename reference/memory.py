@@ -4,11 +4,19 @@ Every operation runs without an ``await`` between its read and its write, so on 
 event loop each is atomic: no locks needed, no lost update possible. Expiry is checked
 on every read against one injectable clock; expired records are swept whenever the
 store has doubled since the last sweep, so a busy process never grows without bound.
+
+Sweeping costs O(expired), not O(stored) (MG-14): every change of a record's expiry pushes
+(expires_at, incarnation, id) onto a heap, and ``purge_expired`` pops only the due entries.
+Entries are invalidated lazily (a sliding write, a delete or a re-create leaves the old one
+behind; it is skipped when popped), and the heap is rebuilt from the records whenever stale
+entries outnumber them, so a workload that slides expiry forever stays bounded: each entry
+is pushed once and popped or compacted away once, O(1) amortised. Ids live in a SortedList
+(O(log n) insert and remove) so paging by id never shifts a million-entry list.
 """
 
 from __future__ import annotations
 
-import bisect
+import heapq
 import itertools
 import secrets
 import time
@@ -17,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from sessionspec.conformance.contract import (
     DELETE,
@@ -48,7 +58,7 @@ from sessionspec.conformance.validation import (
 __all__ = ["MemoryStore", "clone_json", "new_session_id"]
 
 SWEEP_FLOOR = 1024
-"""Below this many records a sweep is not worth its O(n)."""
+"""Below this many records the growth-triggered sweep does not run, nor heap compaction."""
 
 
 def new_session_id() -> str:
@@ -77,6 +87,8 @@ class _Record:
     created_at: float
     updated_at: float
     ttl: float | None
+    born: int
+    """The version it was created with: unique per incarnation, so a re-created id's old heap entries are stale."""
 
     @property
     def expires_at(self) -> float | None:
@@ -98,7 +110,8 @@ class MemoryStore:
         self.default_ttl: float | None = default
         self._clock = clock
         self._records: dict[str, _Record] = {}
-        self._ids: list[str] = []  # sorted, for cursor paging by id
+        self._ids: Any = SortedList()  # of str, for cursor paging by id
+        self._expiries: list[tuple[float, int, str]] = []  # heap of (expires_at, born, id); stale entries lazily
         self._versions = itertools.count(1)  # one counter for the store: no ABA across incarnations
         self._swept_at_size = SWEEP_FLOOR
 
@@ -118,7 +131,17 @@ class MemoryStore:
 
     def _forget(self, id: str) -> None:
         del self._records[id]
-        self._ids.pop(bisect.bisect_left(self._ids, id))
+        self._ids.remove(id)  # its heap entries go stale: skipped when popped, dropped when compacted
+
+    def _schedule(self, id: str, record: _Record) -> None:
+        """Index the record's current expiry (entries for its earlier expiries stay behind, stale)."""
+        expires = record.expires_at
+        if expires is None:
+            return
+        heapq.heappush(self._expiries, (expires, record.born, id))
+        if len(self._expiries) > 2 * len(self._records) + SWEEP_FLOOR:  # stale entries dominate
+            self._expiries = [(e, r.born, sid) for sid, r in self._records.items() if (e := r.expires_at) is not None]
+            heapq.heapify(self._expiries)
 
     @staticmethod
     def _check_version(id: str, record: _Record, expected: int | None) -> None:
@@ -129,10 +152,11 @@ class MemoryStore:
     def _resolve_ttl(ttl: float | Keep | None, current: float | None) -> float | None:
         return current if isinstance(ttl, Keep) else ttl
 
-    def _write(self, record: _Record, now: float, *, bump: bool = True) -> None:
+    def _write(self, id: str, record: _Record, now: float, *, bump: bool = True) -> None:
         record.updated_at = now
         if bump:
             record.version = next(self._versions)
+        self._schedule(id, record)
 
     @staticmethod
     def _info(id: str, r: _Record) -> SessionInfo:
@@ -152,10 +176,16 @@ class MemoryStore:
             self._swept_at_size = max(SWEEP_FLOOR, len(self._records))
 
     def _purge(self, now: float) -> int:
-        dead = [id for id, r in self._records.items() if not r.live(now)]
-        for id in dead:
-            self._forget(id)
-        return len(dead)
+        """Pop every due heap entry: O(expired + stale entries due), never a scan of the records."""
+        heap, removed = self._expiries, 0
+        while heap and heap[0][0] <= now:
+            _, born, id = heapq.heappop(heap)
+            record = self._records.get(id)
+            # Any due entry of the current incarnation will do: a record still live has a later entry.
+            if record is not None and record.born == born and not record.live(now):
+                self._forget(id)
+                removed += 1
+        return removed
 
     # -- the contract -------------------------------------------------------------------
     async def create(self, state: Mapping[str, Any] | None = None, *, id: str | None = None,
@@ -168,10 +198,11 @@ class MemoryStore:
         if self._live(sid, now) is not None:
             raise SessionExists(sid)
         self._maybe_sweep(now)
-        record = _Record(data, own, next(self._versions), now, now,
-                         self._resolve_ttl(period, self.default_ttl))
+        version = next(self._versions)
+        record = _Record(data, own, version, now, now, self._resolve_ttl(period, self.default_ttl), version)
         self._records[sid] = record
-        bisect.insort(self._ids, sid)
+        self._ids.add(sid)
+        self._schedule(sid, record)
         return self._session(sid, record)
 
     async def get(self, id: str) -> Session | None:
@@ -190,7 +221,7 @@ class MemoryStore:
         self._check_version(sid, record, expected)
         record.state = data
         record.ttl = self._resolve_ttl(period, record.ttl)
-        self._write(record, now)
+        self._write(sid, record, now)
         return self._session(sid, record)
 
     async def apply(self, id: str, changes: Mapping[str, Any], *,
@@ -206,7 +237,7 @@ class MemoryStore:
                 record.state.pop(key, None)
             else:
                 record.state[key] = value
-        self._write(record, now)
+        self._write(sid, record, now)
         return self._session(sid, record)
 
     async def append(self, id: str, key: str, items: Sequence[Any], *,
@@ -223,7 +254,7 @@ class MemoryStore:
             kind = "null" if target is None else type(target).__name__
             raise InvalidState(f"append needs a list, but the stored value is {kind}", json_path("$", name))
         target.extend(values)
-        self._write(record, now)
+        self._write(sid, record, now)
         return self._info(sid, record)
 
     async def touch(self, id: str, *, ttl: TtlArg = KEEP) -> SessionInfo:
@@ -232,7 +263,7 @@ class MemoryStore:
         now = self._clock()
         record = self._require(sid, now)
         record.ttl = self._resolve_ttl(period, record.ttl)
-        self._write(record, now, bump=False)
+        self._write(sid, record, now, bump=False)
         return self._info(sid, record)
 
     async def delete(self, id: str) -> bool:
@@ -247,9 +278,9 @@ class MemoryStore:
         size = validate_limit(limit)
         after = validate_cursor(cursor)
         now = self._clock()
-        start = 0 if after is None else bisect.bisect_right(self._ids, after)
+        ids = self._ids.irange(minimum=after, inclusive=(False, True)) if after is not None else iter(self._ids)
         items: list[SessionInfo] = []
-        for sid in self._ids[start:]:
+        for sid in ids:
             record = self._records[sid]
             if record.live(now) and (own is None or record.owner == own):
                 if len(items) == size:  # one more exists: this page is not the last

@@ -187,6 +187,23 @@ def test_the_sweep_looks_only_at_sessions_due() -> None:
     assert len(due) == 1 and len(schedule) == 1000
 
 
+def test_the_schedule_stays_bounded_when_expiry_slides_forever() -> None:
+    """Each note of a slid expiry leaves a stale heap entry; compaction keeps them within 2x tracked + floor."""
+    from datetime import UTC, datetime, timedelta
+
+    from sessionspec.conformance.contract import SessionInfo
+    from sessionspec.reference.manager.lifecycle import COMPACT_FLOOR
+
+    schedule = ExpirySchedule()
+    born = datetime.now(UTC)
+    for i in range(COMPACT_FLOOR * 10):
+        at = born + timedelta(seconds=i / 1000)
+        schedule.note(SessionInfo(f"s{i % 10}", None, i, born, at, at + timedelta(seconds=60), 60.0))
+        assert len(schedule._heap) <= 2 * len(schedule) + COMPACT_FLOOR + 1
+    assert schedule.due(born.timestamp() + 30) == []
+    assert sorted(t.id for t in schedule.due(born.timestamp() + 1000)) == [f"s{i}" for i in range(10)]
+
+
 # -- get_or_create -------------------------------------------------------------------------------------------
 def test_get_or_create_is_exactly_once_within_and_across_instances(stores: Opener) -> None:
     async def scenario() -> None:

@@ -28,6 +28,8 @@ log = logging.getLogger("sessionspec.manager")
 
 RECHECK: Final = 0.5
 """Seconds until a session that was due but still alive is looked at again (clock skew)."""
+COMPACT_FLOOR: Final = 1024
+"""Stale heap entries tolerated beyond 2 x the tracked sessions before a rebuild."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +59,25 @@ class ExpirySchedule:
         previous = self._known.get(info.id)
         self._known[info.id] = tracked
         if expires is not None and previous != tracked:
-            heapq.heappush(self._heap, (expires, next(self._seq), info.id, tracked.incarnation))
+            self._push(expires, tracked)
         return previous if previous is not None and previous.incarnation != tracked.incarnation else None
 
     def recheck(self, tracked: Tracked, at: float) -> None:
+        self._push(at, tracked)
+
+    def _push(self, at: float, tracked: Tracked) -> None:
+        """Every write pushes an entry and leaves the last one stale: rebuild when stale ones dominate.
+
+        Without it, sessions whose expiry slides forever would hold one entry per write for a
+        whole idle period. A rebuild costs O(tracked) after at least as many pushes: O(1) amortised.
+        (A session waiting for a recheck is rebuilt at its deadline, already past: it is looked
+        at on the next sweep, one get early.)
+        """
         heapq.heappush(self._heap, (at, next(self._seq), tracked.id, tracked.incarnation))
+        if len(self._heap) > 2 * len(self._known) + COMPACT_FLOOR:
+            self._heap = [(t.deadline, next(self._seq), t.id, t.incarnation)
+                          for t in self._known.values() if t.deadline is not None]
+            heapq.heapify(self._heap)
 
     def forget(self, id: str, incarnation: str | None = None) -> Tracked | None:
         """Stop tracking ``id`` (only that incarnation, if given); the removed entry, once."""
