@@ -21,6 +21,7 @@ from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import KEEP, Session, SessionInfo, SessionNotFound, SessionStore
 from sessionspec.conformance.results import NOT_APPLICABLE, ClauseViolation
 
+from ._overlap import overlapped
 from ._timing import (
     GRACE,
     SHORT_TTL,
@@ -83,6 +84,7 @@ async def _expires_on_time(store: SessionStore, how: str, ttl: float, clause_id:
                what=f"{how}, read after ttl + {GRACE:g} s")
 
 
+@overlapped
 @clause("TTL-1")
 async def test_a_session_is_visible_for_its_period_and_gone_after_it(ctx: SuiteContext) -> None:
     """Sub-second periods set by create, save and touch are honoured as given, to within 0.25 s."""
@@ -139,6 +141,7 @@ async def _reads_do_not_slide(store: SessionStore, ttl: float, listing: bool) ->
                     "polled session alive forever.")
 
 
+@overlapped
 @clause("TTL-2")
 async def test_every_write_restarts_the_period_and_reads_do_not(ctx: SuiteContext) -> None:
     """save, apply, append and touch slide the expiry; get, list and count leave it alone."""
@@ -230,6 +233,7 @@ async def _changed_period(store: SessionStore, what: str, start: float | None, w
     )
 
 
+@overlapped
 @clause("TTL-3")
 async def test_a_changed_period_takes_effect(ctx: SuiteContext) -> None:
     """A new number shortens a long period, None outlives the old one, KEEP keeps the short one."""
@@ -268,6 +272,7 @@ async def _listed(store: SessionStore, owner: str | None) -> list[str]:
     return ids
 
 
+@overlapped
 @clause("TTL-4")
 async def test_expired_sessions_are_invisible_to_every_operation(ctx: SuiteContext) -> None:
     """After expiry: get None, absent from list and count, writes raise SessionNotFound, delete is False."""
@@ -374,6 +379,7 @@ async def _purge_trial(ctx: SuiteContext, u: float) -> None:
         )
 
 
+@overlapped
 @clause("TTL-5")
 async def test_purge_expired_removes_only_expired_sessions_and_counts_them(ctx: SuiteContext) -> None:
     """Including sessions kept alive by a write after their creation period had run out."""
@@ -395,6 +401,7 @@ def _offset_hours(zone: str) -> float | None:
     return None if offset is None else offset.total_seconds() / 3600
 
 
+@overlapped
 @clause("HY-2")
 async def test_expiry_and_timestamps_hold_when_the_database_zone_differs(ctx: SuiteContext) -> None:
     """With the server's time zone far from UTC and from the client's, expiry and timestamps stay right."""
