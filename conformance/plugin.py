@@ -377,8 +377,12 @@ def _hung(timeout: float) -> None:
 # -- recording outcomes ---------------------------------------------------------------
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    report = yield
     state = item.config.stash.get(STATE, None)
+    if state is not None and state.overlap is not None and call.excinfo is not None:
+        with state.overlap.parsing():  # pytest parses the test's source to show the failure (see PARSING)
+            report = yield
+    else:
+        report = yield
     ids = _clauses_of(item)
     if state is None or not ids:
         return report

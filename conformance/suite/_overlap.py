@@ -20,12 +20,13 @@ has finished; the plugin also runs them last, so they rarely wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -37,17 +38,22 @@ from sessionspec.conformance.targets import Target
 __all__ = ["MARKER", "WORKERS", "Job", "Overlap", "needs_the_backend_alone", "overlap_enabled", "overlapped"]
 
 MARKER: Final = "sessionspec_overlap"
-overlapped = getattr(pytest.mark, MARKER)
+overlapped: pytest.MarkDecorator = getattr(pytest.mark, MARKER)
 """``@overlapped`` (or ``@overlapped(only={"topology": "one-instance"})`` for some parameters only):
 run this test in the background from the start of the run. For tests that mostly wait on the clock,
-use no fixture but ``ctx`` and their parameters, and never stop or share the backend's worker processes."""
+use no fixture but ``ctx`` and their parameters, and never stop or share the backend's worker processes.
+``@overlapped(parses=True)`` for tests that parse Python source while they run (Hypothesis): see PARSING."""
+PARSING = threading.Lock()
+"""Held by a ``parses=True`` background test for its whole run, and by the plugin while pytest formats a
+failure (it parses the test's source). CPython before 3.13 converts ASTs with one recursion counter per
+interpreter, so two threads parsing at once can fail with "SystemError: AST constructor recursion depth
+mismatch" (python/cpython#106905); this lock keeps them apart."""
 WORKERS: Final = 8
 """Background tests running at once (each mostly sleeps; more would only crowd the CPU)."""
 CLOSE_TIMEOUT: Final = 60.0
 POLL: Final = 0.2
-EXCLUSIVE_HOOKS: Final = ("stop_backend", "command_counts", "via_port")
-"""Target hooks a test uses when it needs the backend to itself (FL-*, HY-1, the "before any backend call" tests)."""
 EXCLUSIVE_NAMES: Final = ("stop_backend", "command_counts", "proxied_store")
+"""What a test uses when it needs the backend to itself (FL-*, HY-1, the "before any backend call" tests)."""
 
 Phase = Literal["opened", "called", "done"]
 
@@ -71,6 +77,7 @@ class Job:
     call_error: BaseException | None = None
     close_error: BaseException | None = None
     abandoned: bool = False
+    parses: bool = False
     events: dict[str, threading.Event] = field(
         default_factory=lambda: {phase: threading.Event() for phase in ("opened", "called", "done")})
 
@@ -119,7 +126,8 @@ class Overlap:
 
     def start(self, items: Iterable[tuple[pytest.Function, dict[str, Any]]]) -> None:
         for item, kwargs in items:
-            job = Job(item, kwargs)
+            marker = item.get_closest_marker(MARKER)
+            job = Job(item, kwargs, parses=bool(marker and marker.kwargs.get("parses")))
             self.jobs[item.nodeid] = job
             self._queue.append(job)
         for _ in range(min(WORKERS, len(self._queue))):
@@ -138,12 +146,26 @@ class Overlap:
                 if not self._queue:
                     return
                 job = self._queue.pop(0)
-                job.started = time.monotonic()
-            self._run(job)
+            if job.parses:  # bounded: a holder past its budget is hung in a store call, not parsing
+                with self.parsing():
+                    self._run(job)
+            else:
+                self._run(job)
             if job.abandoned:
                 return  # a replacement worker took over the queue when this one was given up on
 
+    @contextlib.contextmanager
+    def parsing(self) -> Iterator[None]:
+        """Hold PARSING (or go on without it once a holder has overrun its budget)."""
+        held = PARSING.acquire(timeout=self.budget)
+        try:
+            yield
+        finally:
+            if held:
+                PARSING.release()
+
     def _run(self, job: Job) -> None:
+        job.started = time.monotonic()
         context = SuiteContext(self.target, self.capabilities, timeout=self.timeout, replay=self.replay)
         job.context = context
         try:
@@ -221,4 +243,5 @@ class Overlap:
                 return hook(*args, **kwargs)
             return call
 
-        return replace(target, **{name: drained(getattr(target, name)) for name in EXCLUSIVE_HOOKS})
+        return replace(target, stop_backend=drained(target.stop_backend),
+                       command_counts=drained(target.command_counts), via_port=drained(target.via_port))

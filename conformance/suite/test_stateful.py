@@ -238,13 +238,13 @@ def run_machine(ctx: SuiteContext, variant: str) -> None:
         raise
 
 
-@overlapped
+@overlapped(parses=True)
 @clause("LC-1", "LC-2", "LC-3", "LC-4", "TTL-1", "TTL-2", "TTL-3", "TTL-4", "VER-1")
 def test_random_operation_sequences_agree_with_the_model(ctx: SuiteContext) -> None:
     run_machine(ctx, "core")
 
 
-@overlapped
+@overlapped(parses=True)
 @clause("MG-1", "MG-2", "MG-5", "VER-1", "VER-2")
 def test_random_sequences_with_expected_versions_agree_with_the_model(ctx: SuiteContext) -> None:
     run_machine(ctx, "atomic")
