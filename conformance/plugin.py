@@ -378,8 +378,9 @@ def _hung(timeout: float) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     state = item.config.stash.get(STATE, None)
-    if state is not None and state.overlap is not None and call.excinfo is not None:
-        with state.overlap.parsing():  # pytest parses the test's source to show the failure (see PARSING)
+    failure = call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception)
+    if state is not None and state.overlap is not None and failure:
+        with state.overlap.parsing():  # pytest parses the test's source to show a failure (not a skip): PARSING
             report = yield
     else:
         report = yield
