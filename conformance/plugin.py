@@ -54,7 +54,9 @@ class RunState:
     listeners: list[Callable[[str, Any], None]] = field(default_factory=list)
     """Progress callbacks: ("collected", n) once, then ("outcome", TestOutcome) per test."""
     overlap: Overlap | None = None
-    """The tests running in the background (suite/_overlap.py), from the start of the test loop."""
+    """The tests running in the background (suite/_overlap.py), from the first test that shares the backend."""
+    alone: frozenset[str] = frozenset()
+    """Node ids of the tests that need the backend to themselves; they run first."""
 
     def emit(self, event: str, payload: Any) -> None:
         for listener in self.listeners:
@@ -237,9 +239,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
     if overlap_enabled() and any(item.get_closest_marker(OVERLAP_MARKER) for item in items):
-        # tests that stop, proxy or watch the backend go last: by then the background ones have finished
+        # tests that stop, proxy or watch the backend go first, before the background ones start (so a
+        # backend that cannot be restarted still stops the run before anything else ran against it)
         alone = {item.nodeid for item in items if needs_the_backend_alone(item)}
-        items[:] = [i for i in items if i.nodeid not in alone] + [i for i in items if i.nodeid in alone]
+        items[:] = [i for i in items if i.nodeid in alone] + [i for i in items if i.nodeid not in alone]
+        state.alone = frozenset(alone)
     state.emit("collected", len(items))
 
 
@@ -261,7 +265,8 @@ def _unclaimed(item: pytest.Item, state: RunState) -> str | None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
-    """Start the selected background tests before the first test runs; wait for them all at the end."""
+    """Prepare the selected background tests (started by the first test that shares the backend); wait for
+    them all at the end."""
     state = session.config.stash.get(STATE, None)
     overlap = None
     if state is not None and overlap_enabled() and not session.config.option.collectonly:
@@ -270,12 +275,19 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
         if chosen:
             overlap = state.overlap = Overlap(state.target, state.capabilities, timeout=state.timeout,
                                               replay=state.replay)
-            overlap.start(chosen)  # type: ignore[arg-type]  # background_kwargs only accepts pytest.Function
+            overlap.queue(chosen)  # type: ignore[arg-type]  # background_kwargs only accepts pytest.Function
     try:
         return (yield)
     finally:
         if overlap is not None:
             overlap.drain()  # bounded: each background test has a time budget
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = item.config.stash.get(STATE, None)
+    if state is not None and state.overlap is not None and item.nodeid not in state.alone:
+        state.overlap.start()  # once: the tests that need the backend alone have all run
 
 
 def _job(item: pytest.Item) -> Job | None:

@@ -82,6 +82,20 @@ def test_only_selected_tests_start_and_durations_are_the_tests_own() -> None:
     assert delete.status == "passed" and delete.duration >= 0.3 + 0.25
 
 
+def test_tests_that_need_the_backend_alone_run_first_and_alone() -> None:
+    """FL-2 stops the backend: it runs before LC-4's background test starts, whatever the file order."""
+    running: list[str] = []
+    target = Target(spec="memory-with-hooks", description="x", factory=lambda namespace: MemoryStore(),
+                    stop_backend=lambda: running.append(f"stop with {threading.active_count()} threads"),
+                    start_backend=lambda: None)
+    result = run_suite(target, clauses=["FL-2", "LC-4"], keyword=FOCUSED)
+    assert not result.errors, result.errors
+    assert [t.clauses[0] for t in result.tests][:1] == ["FL-2"]
+    assert {t.status for t in result.tests} == {"passed"}, [(t.name, t.message) for t in result.tests]
+    assert not any(t.name == "sessionspec-overlap" for t in threading.enumerate())
+    assert running
+
+
 def _job() -> Job:
     job = Job(item=None, kwargs={})  # type: ignore[arg-type]  # the queue is never run here
     job.started = time.monotonic()
@@ -94,6 +108,7 @@ def test_exclusive_hooks_wait_for_the_background_to_finish() -> None:
     target = Target(spec="x", description="x", factory=lambda namespace: MemoryStore(),
                     stop_backend=lambda: calls.append(time.monotonic()), start_backend=lambda: None)
     overlap = Overlap(target, frozenset(), timeout=10, replay={})
+    overlap.started = True
     job = overlap.jobs["a"] = _job()
     finished: list[float] = []
 
@@ -113,6 +128,7 @@ def test_exclusive_hooks_wait_for_the_background_to_finish() -> None:
 
 def test_a_job_past_its_budget_is_given_up_and_reported_hung() -> None:
     overlap = Overlap(_target(MemoryStore, "m"), frozenset(), timeout=0.0, replay={})
+    overlap.started = True
     job = overlap.jobs["a"] = _job()
     job.started = time.monotonic() - overlap.budget - 1
     with pytest.raises(pytest.fail.Exception, match="did not finish within"):

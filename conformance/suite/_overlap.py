@@ -3,8 +3,8 @@
 Most of the suite's wall time is real time passing: periods running out, ``ttl + 0.25 s``
 windows, a model check that lets sessions expire. Those waits are what the verdicts need
 and stay as long as they are; what this module changes is that they no longer queue up one
-after the other. A test marked :data:`overlapped` is started when the run begins (after
-collection and deselection, so ``--clause``/``-k`` still run only what they select), in a
+after the other. A test marked :data:`overlapped` is started early (after collection and
+deselection, so ``--clause``/``-k`` still run only what they select), in a
 worker thread with its own event loop, its own :class:`SuiteContext` (its own store
 instances on a namespace of its own) and the same time limit. When pytest reaches the test
 it collects what happened there, in the same three phases: a store that could not be opened
@@ -13,8 +13,8 @@ failure, a failed clean-up its teardown error. Nothing of one test's run is ever
 another test.
 
 Tests that need the backend to themselves (stopping it, counting its commands, putting a
-fault proxy in front of it) get a target whose hooks first wait until every background test
-has finished; the plugin also runs them last, so they rarely wait.
+fault proxy in front of it) run first, before the background starts; and should one run
+later anyway, its target's hooks first wait until every background test has finished.
 """
 
 from __future__ import annotations
@@ -118,18 +118,25 @@ class Overlap:
         self.jobs: dict[str, Job] = {}
         self._queue: list[Job] = []
         self._lock = threading.Lock()
+        self.started = False
 
     @property
     def budget(self) -> float:
         """How long one background test may take, open and clean-up included, before it counts as hung."""
         return OPEN_TIMEOUT + self.timeout + CLOSE_TIMEOUT
 
-    def start(self, items: Iterable[tuple[pytest.Function, dict[str, Any]]]) -> None:
+    def queue(self, items: Iterable[tuple[pytest.Function, dict[str, Any]]]) -> None:
         for item, kwargs in items:
             marker = item.get_closest_marker(MARKER)
             job = Job(item, kwargs, parses=bool(marker and marker.kwargs.get("parses")))
             self.jobs[item.nodeid] = job
             self._queue.append(job)
+
+    def start(self) -> None:
+        """Start the workers (the first call only)."""
+        if self.started:
+            return
+        self.started = True
         for _ in range(min(WORKERS, len(self._queue))):
             self._spawn()
 
@@ -200,6 +207,7 @@ class Overlap:
     # -- the foreground side -------------------------------------------------------------
     def wait(self, job: Job, phase: Phase) -> None:
         """Block until ``job`` reached ``phase``; fail the test (only this one) if it hung past its budget."""
+        self.start()  # in case no test sharing the backend ran before this one
         while not job.events[phase].wait(POLL):
             self._reap()
             if job.abandoned:
@@ -221,7 +229,7 @@ class Overlap:
             self._spawn()
 
     def pending(self) -> bool:
-        return any(not j.events["done"].is_set() and not j.abandoned for j in self.jobs.values())
+        return self.started and any(not j.events["done"].is_set() and not j.abandoned for j in self.jobs.values())
 
     def drain(self) -> None:
         """Wait until no background test runs or waits to run (each is bounded by its budget)."""
