@@ -24,7 +24,14 @@ from .clauses import SPEC_VERSIONS, get_clause
 from .context import SuiteContext, new_namespace
 from .results import ClauseViolation, TestOutcome
 from .suite._overlap import MARKER as OVERLAP_MARKER
-from .suite._overlap import Job, Overlap, background_kwargs, needs_the_backend_alone, overlap_enabled
+from .suite._overlap import (
+    Job,
+    Overlap,
+    background_kwargs,
+    needs_the_backend_alone,
+    overlap_enabled,
+    waits_on_the_clock,
+)
 from .targets import Target, TargetError, TargetOptions, open_store, resolve_target
 from .worker import POOL
 
@@ -56,7 +63,7 @@ class RunState:
     overlap: Overlap | None = None
     """The tests running in the background (suite/_overlap.py), from the first test that shares the backend."""
     alone: frozenset[str] = frozenset()
-    """Node ids of the tests that need the backend to themselves; they run first."""
+    """Node ids of the tests that run before the background starts (they need the backend, or the GIL, alone)."""
 
     def emit(self, event: str, payload: Any) -> None:
         for listener in self.listeners:
@@ -240,10 +247,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
     if overlap_enabled() and any(item.get_closest_marker(OVERLAP_MARKER) for item in items):
         # tests that stop, proxy or watch the backend go first, before the background ones start (so a
-        # backend that cannot be restarted still stops the run before anything else ran against it)
+        # backend that cannot be restarted still stops the run before anything else ran against it); then
+        # the foreground tests that wait for a deadline themselves, so no background thread delays them
         alone = {item.nodeid for item in items if needs_the_backend_alone(item)}
-        items[:] = [i for i in items if i.nodeid in alone] + [i for i in items if i.nodeid not in alone]
-        state.alone = frozenset(alone)
+        clocked = {item.nodeid for item in items if item.nodeid not in alone and background_kwargs(item) is None
+                   and waits_on_the_clock(item)}
+        items[:] = ([i for i in items if i.nodeid in alone] + [i for i in items if i.nodeid in clocked]
+                    + [i for i in items if i.nodeid not in alone | clocked])
+        state.alone = frozenset(alone | clocked)
     state.emit("collected", len(items))
 
 

@@ -14,7 +14,9 @@ another test.
 
 Tests that need the backend to themselves (stopping it, counting its commands, putting a
 fault proxy in front of it) run first, before the background starts; and should one run
-later anyway, its target's hooks first wait until every background test has finished.
+later anyway, its target's hooks first wait until every background test has finished. Foreground
+tests that wait for a deadline themselves also run before the background starts: a background
+thread holding the GIL would otherwise make their wake-ups late.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ import pytest
 from sessionspec.conformance.context import OPEN_TIMEOUT, SuiteContext
 from sessionspec.conformance.targets import Target
 
-__all__ = ["MARKER", "WORKERS", "Job", "Overlap", "needs_the_backend_alone", "overlap_enabled", "overlapped"]
+__all__ = ["MARKER", "WORKERS", "Job", "Overlap", "needs_the_backend_alone", "overlap_enabled", "overlapped",
+           "waits_on_the_clock"]
 
 MARKER: Final = "sessionspec_overlap"
 overlapped: pytest.MarkDecorator = getattr(pytest.mark, MARKER)
@@ -54,6 +57,7 @@ CLOSE_TIMEOUT: Final = 60.0
 POLL: Final = 0.2
 EXCLUSIVE_NAMES: Final = ("stop_backend", "command_counts", "proxied_store")
 """What a test uses when it needs the backend to itself (FL-*, HY-1, the "before any backend call" tests)."""
+CLOCK_NAMES: Final = ("sleep_until(", "asyncio.sleep(")
 
 Phase = Literal["opened", "called", "done"]
 
@@ -84,12 +88,21 @@ class Job:
 
 def needs_the_backend_alone(item: pytest.Item) -> bool:
     """Whether a test visibly stops, proxies or watches the backend (it then runs after the background ones)."""
+    return any(name in _source(item) for name in EXCLUSIVE_NAMES)
+
+
+def waits_on_the_clock(item: pytest.Item) -> bool:
+    """Whether a test visibly waits for a deadline itself: run in the foreground, it goes before the background
+    starts, so no background thread holds the GIL when it wakes (its windows are as wide as they were)."""
+    return any(name in _source(item) for name in CLOCK_NAMES)
+
+
+def _source(item: pytest.Item) -> str:
     function = getattr(item, "function", None)
     try:
-        source = inspect.getsource(function) if function is not None else ""
+        return inspect.getsource(function) if function is not None else ""
     except (OSError, TypeError):
-        return False
-    return any(name in source for name in EXCLUSIVE_NAMES)
+        return ""
 
 
 def background_kwargs(item: pytest.Item) -> dict[str, Any] | None:
