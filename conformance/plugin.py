@@ -23,6 +23,15 @@ import pytest
 from .clauses import SPEC_VERSIONS, get_clause
 from .context import SuiteContext, new_namespace
 from .results import ClauseViolation, TestOutcome
+from .suite._overlap import MARKER as OVERLAP_MARKER
+from .suite._overlap import (
+    Job,
+    Overlap,
+    background_kwargs,
+    needs_the_backend_alone,
+    overlap_enabled,
+    waits_on_the_clock,
+)
 from .targets import Target, TargetError, TargetOptions, open_store, resolve_target
 from .worker import POOL
 
@@ -51,6 +60,10 @@ class RunState:
     """Model-check variant -> the recorded sequence to replay (``--replay core:BLOB``)."""
     listeners: list[Callable[[str, Any], None]] = field(default_factory=list)
     """Progress callbacks: ("collected", n) once, then ("outcome", TestOutcome) per test."""
+    overlap: Overlap | None = None
+    """The tests running in the background (suite/_overlap.py), from the first test that shares the backend."""
+    alone: frozenset[str] = frozenset()
+    """Node ids of the tests that run before the background starts (they need the backend, or the GIL, alone)."""
 
     def emit(self, event: str, payload: Any) -> None:
         for listener in self.listeners:
@@ -139,6 +152,8 @@ def prepare_run(target: Target, *, owns_target: bool, spec_version: str = SPEC_V
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(*ids): the contract clause(s) this test checks")
+    config.addinivalue_line("markers", f"{OVERLAP_MARKER}(only=None): run this wait-heavy test in the background "
+                                       "from the start of the run (suite/_overlap.py)")
     state = _PENDING.pop() if _PENDING else None
     spec = config.getoption("sessionspec_store")
     if state is None and spec:
@@ -230,6 +245,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    if overlap_enabled() and any(item.get_closest_marker(OVERLAP_MARKER) for item in items):
+        # tests that stop, proxy or watch the backend go first, before the background ones start (so a
+        # backend that cannot be restarted still stops the run before anything else ran against it); then
+        # the foreground tests that wait for a deadline themselves, so no background thread delays them
+        alone = {item.nodeid for item in items if needs_the_backend_alone(item)}
+        clocked = {item.nodeid for item in items if item.nodeid not in alone and background_kwargs(item) is None
+                   and waits_on_the_clock(item)}
+        items[:] = ([i for i in items if i.nodeid in alone] + [i for i in items if i.nodeid in clocked]
+                    + [i for i in items if i.nodeid not in alone | clocked])
+        state.alone = frozenset(alone | clocked)
     state.emit("collected", len(items))
 
 
@@ -239,6 +264,65 @@ def _clauses_in_version(version: str) -> Iterable[Any]:
     return clauses_for(version)
 
 
+# -- background tests -------------------------------------------------------------------
+def _unclaimed(item: pytest.Item, state: RunState) -> str | None:
+    """Why the test is skipped for a capability the store does not claim (None: it runs)."""
+    for cid in _clauses_of(item):
+        capability = get_clause(cid).capability
+        if capability not in state.capabilities:
+            return f"the store does not claim {capability!r} (needed by {cid})"
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """Prepare the selected background tests (started by the first test that shares the backend); wait for
+    them all at the end."""
+    state = session.config.stash.get(STATE, None)
+    overlap = None
+    if state is not None and overlap_enabled() and not session.config.option.collectonly:
+        chosen = [(item, kwargs) for item in session.items
+                  if (kwargs := background_kwargs(item)) is not None and _unclaimed(item, state) is None]
+        if chosen:
+            overlap = state.overlap = Overlap(state.target, state.capabilities, timeout=state.timeout,
+                                              replay=state.replay)
+            overlap.queue(chosen)  # type: ignore[arg-type]  # background_kwargs only accepts pytest.Function
+    try:
+        return (yield)
+    finally:
+        if overlap is not None:
+            overlap.drain()  # bounded: each background test has a time budget
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = item.config.stash.get(STATE, None)
+    if state is not None and state.overlap is not None and item.nodeid not in state.alone:
+        state.overlap.start()  # once: the tests that need the backend alone have all run
+
+
+def _job(item: pytest.Item) -> Job | None:
+    state = item.config.stash.get(STATE, None)
+    return state.overlap.job(item) if state is not None and state.overlap is not None else None
+
+
+def _background_ctx(request: pytest.FixtureRequest, state: RunState, job: Job) -> Generator[SuiteContext, None, None]:
+    """The ctx of a test that ran in the background: its setup error here, its clean-up error at teardown."""
+    assert state.overlap is not None
+    state.overlap.wait(job, "opened")
+    assert job.context is not None
+    request.node.stash[_ARTIFACTS] = job.context.artifacts
+    if job.open_error is not None:
+        raise job.open_error
+    try:
+        yield job.context
+    finally:
+        state.overlap.wait(job, "done")
+        request.node.stash[_ARTIFACTS] = job.context.artifacts
+        if job.close_error is not None:
+            raise job.close_error
+
+
 # -- the fixture and async execution --------------------------------------------------
 @pytest.fixture
 def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
@@ -246,11 +330,15 @@ def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
     state = request.config.stash.get(STATE, None)
     if state is None:
         pytest.skip("no --sessionspec-store TARGET given: the conformance suite needs a store to test")
-    for cid in _clauses_of(request.node):
-        capability = get_clause(cid).capability
-        if capability not in state.capabilities:
-            pytest.skip(f"the store does not claim {capability!r} (needed by {cid})")
-    context = SuiteContext(state.target, state.capabilities, timeout=state.timeout, replay=state.replay)
+    unclaimed = _unclaimed(request.node, state)
+    if unclaimed is not None:
+        pytest.skip(unclaimed)
+    job = _job(request.node)
+    if job is not None:
+        yield from _background_ctx(request, state, job)
+        return
+    target = state.overlap.guard(state.target) if state.overlap is not None else state.target
+    context = SuiteContext(target, state.capabilities, timeout=state.timeout, replay=state.replay)
     try:
         context.runner.run(context.open())
     except BaseException:
@@ -278,6 +366,16 @@ _ARTIFACTS = pytest.StashKey[dict[str, Any]]()
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    job = _job(pyfuncitem)
+    if job is not None:  # it ran in the background: its outcome, re-raised here
+        state = pyfuncitem.config.stash[STATE]
+        assert state.overlap is not None
+        state.overlap.wait(job, "called")
+        if isinstance(job.call_error, TimeoutError):
+            _hung(state.timeout)
+        if job.call_error is not None:
+            raise job.call_error
+        return True
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     context = pyfuncitem.funcargs.get("ctx")
@@ -287,19 +385,28 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     try:
         context.run(pyfuncitem.obj(**kwargs))
     except TimeoutError:
-        pytest.fail(
-            f"the test did not finish within {context.timeout:g} s: the store hung "
-            "(every operation must answer or raise BackendUnavailable in bounded time)",
-            pytrace=False,
-        )
+        _hung(context.timeout)
     return True
+
+
+def _hung(timeout: float) -> None:
+    pytest.fail(
+        f"the test did not finish within {timeout:g} s: the store hung "
+        "(every operation must answer or raise BackendUnavailable in bounded time)",
+        pytrace=False,
+    )
 
 
 # -- recording outcomes ---------------------------------------------------------------
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    report = yield
     state = item.config.stash.get(STATE, None)
+    failure = call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception)
+    if state is not None and state.overlap is not None and failure:
+        with state.overlap.parsing():  # pytest parses the test's source to show a failure (not a skip): PARSING
+            report = yield
+    else:
+        report = yield
     ids = _clauses_of(item)
     if state is None or not ids:
         return report
@@ -318,9 +425,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if why not in state.errors:
                 state.errors.append(why)
         artifacts: dict[str, Any] = item.stash.get(_ARTIFACTS, {})
+        job = _job(item)
+        duration = job.call_seconds if job is not None and job.call_seconds is not None else report.duration
         outcome = TestOutcome(
             nodeid=item.nodeid, name=item.name, clauses=ids, status=status,  # type: ignore[arg-type]
-            duration=report.duration, message=message, details=details,
+            duration=duration, message=message, details=details,
             artifacts=dict(artifacts), blame=_blame(call.excinfo.value if call.excinfo else None),
         )
         if report.when == "teardown":  # a teardown error replaces the call's verdict

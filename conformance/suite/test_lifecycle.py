@@ -20,6 +20,7 @@ from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import DELETE, KEEP, SessionExists, SessionNotFound, SessionStore
 from sessionspec.conformance.validation import GENERATED_ID_PATTERN
 
+from ._overlap import overlapped
 from ._timing import SHORT_TTL, Span, check_stamps, dead_from, sleep_until, timed
 from ._values import bullets, count_unchanged, describe_change, json_diff, raises, refusal, setting_up, short
 
@@ -116,6 +117,7 @@ async def test_create_on_a_live_id_raises_session_exists_and_changes_nothing(ctx
         )
 
 
+@overlapped(only={"end": "expired"})
 @clause("LC-2")
 @pytest.mark.parametrize("end", ["deleted", "expired"])
 async def test_create_on_a_dead_id_starts_a_new_incarnation(ctx: SuiteContext, end: str) -> None:
@@ -196,6 +198,7 @@ async def _dead_ids(store: SessionStore, end: str, names: list[str]) -> dict[str
     return dead
 
 
+@overlapped(only={"end": "expired"})
 @clause("LC-3")
 @pytest.mark.parametrize("end", ["never created", "deleted", "expired"])
 async def test_writes_to_a_dead_id_raise_not_found_and_never_bring_it_back(ctx: SuiteContext, end: str) -> None:
@@ -222,6 +225,7 @@ async def test_writes_to_a_dead_id_raise_not_found_and_never_bring_it_back(ctx: 
 
 
 # ---------------------------------------------------------------- LC-4
+@overlapped
 @clause("LC-4")
 async def test_delete_returns_true_only_for_a_live_session(ctx: SuiteContext) -> None:
     """True once for a live session; False for a deleted, never-created or expired one; then get is None."""

@@ -21,6 +21,7 @@ from sessionspec.conformance.context import SuiteContext
 from sessionspec.conformance.contract import Page, Session, SessionInfo, SessionStore
 from sessionspec.conformance.results import NOT_APPLICABLE
 
+from ._overlap import overlapped
 from ._slid import counted_after_sliding, listed_after_sliding
 from ._timing import SHORT_TTL, Inconclusive, Span, dead_from, gather_all, retrying, sleep_until, timed
 from ._values import bullets, short
@@ -94,6 +95,7 @@ async def _populate(store: SessionStore) -> tuple[dict[str, Session], set[str]]:
     return live, dead
 
 
+@overlapped
 @clause("LS-1")
 async def test_paging_lists_every_live_session_once_in_id_order(ctx: SuiteContext) -> None:
     """Per owner and overall, pages of 1, 2, 7, 100 and 1000: each live session once, in order, no dead ones.
@@ -231,6 +233,7 @@ async def _count_trial(store: SessionStore, ttl: float) -> None:
     assert total == len(items), f"LS-2: count() = {total}, but list() pages through {len(items)} live sessions."
 
 
+@overlapped
 @clause("LS-2")
 async def test_count_equals_the_live_sessions_overall_and_per_owner(ctx: SuiteContext) -> None:
     """Through creates, deletes and expiries; and, in a namespace of its own, sessions kept alive past their

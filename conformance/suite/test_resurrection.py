@@ -22,6 +22,7 @@ from sessionspec.conformance.contract import KEEP
 from sessionspec.conformance.model import Call, observe
 from sessionspec.conformance.worker import Record, Task
 
+from ._overlap import overlapped
 from ._tasks import TOPOLOGIES, spread, step
 from ._timing import Stopwatch, timed
 
@@ -91,6 +92,7 @@ async def _final_reads(ctx: SuiteContext, ids: Sequence[str]) -> list[Record]:
     return list(await asyncio.gather(*(read(id) for id in ids)))
 
 
+@overlapped(only={"topology": "one-instance"})
 @clause("CC-8")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 async def test_writes_racing_a_delete_or_an_expiry_never_bring_a_session_back(ctx: SuiteContext,

@@ -45,6 +45,8 @@ from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.targets import open_store
 from sessionspec.conformance.worker import perform
 
+from ._overlap import overlapped
+
 FIXED_IDS = ("s1", "s2", "a:b", "세션")
 OWNERS = (None, "alice", "alice ")
 KEYS = ("a", "b", "log", "n")
@@ -236,11 +238,13 @@ def run_machine(ctx: SuiteContext, variant: str) -> None:
         raise
 
 
+@overlapped(parses=True)
 @clause("LC-1", "LC-2", "LC-3", "LC-4", "TTL-1", "TTL-2", "TTL-3", "TTL-4", "VER-1")
 def test_random_operation_sequences_agree_with_the_model(ctx: SuiteContext) -> None:
     run_machine(ctx, "core")
 
 
+@overlapped(parses=True)
 @clause("MG-1", "MG-2", "MG-5", "VER-1", "VER-2")
 def test_random_sequences_with_expected_versions_agree_with_the_model(ctx: SuiteContext) -> None:
     run_machine(ctx, "atomic")

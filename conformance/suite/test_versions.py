@@ -15,6 +15,7 @@ from sessionspec.conformance.model import Call
 from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.worker import perform
 
+from ._overlap import overlapped
 from ._timing import GRACE, sleep_until, timed
 
 KINDS = ("save", "apply", "append")
@@ -123,6 +124,7 @@ async def _stale_versions_conflict_at_all(store: SessionStore, kind: str) -> Non
                           "within one incarnation — see MG-2", ("VER-2",))
 
 
+@overlapped(only={"end": "expiry"})
 @clause("VER-2")
 @pytest.mark.parametrize("end", ["delete", "expiry"])
 async def test_a_recreated_id_never_reuses_a_version_and_old_versions_conflict(ctx: SuiteContext, end: str) -> None:
