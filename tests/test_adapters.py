@@ -226,24 +226,6 @@ def test_redis_py_swallows_early_cancellation(redis_url: str) -> None:
     assert any(_run(repro()))  # a cancellation was requested, yet the command returned normally
 
 
-# ---------------------------------------------------------------- the page generator
-def test_matrix_page_flags_unreviewed_failures_and_prints_reviewed_ones() -> None:
-    from sessionspec.conformance.matrix import _table_part, build_page
-
-    results = [
-        {"store": "adk_memory", "level": "none", "capabilities": ["core"], "versions": "google-adk 9",
-         "clauses": [{"id": "ID-2", "verdict": "fail", "reason": "strip"}, {"id": "LC-1", "verdict": "pass"}]},
-        {"store": "nowhere", "level": "none", "capabilities": ["core"], "versions": "",
-         "clauses": [{"id": "LC-3", "verdict": "fail", "reason": "upsert\nmore"}]},
-    ]
-    page, unreviewed = build_page(results, date="2026-01-01")
-    assert unreviewed == ["nowhere LC-3"]
-    assert "UNREVIEWED — not yet read by a person. The suite said: upsert" in page
-    assert "session_id.strip()" in page  # the reviewed paragraph from adapters/findings.toml
-    assert "| LC-1 | ✓ | " in page and "| ID-2 | ✗ | " in page
-    assert _table_part(page) == _table_part(build_page(results, date="2030-12-31")[0])
-
-
 @needs_adk
 def test_adk_sqlite_fl4_a_cancelled_read_leaves_the_database_locked(tmp_path: Any) -> None:
     """FL-4, adk_sqlite: cancel get_session mid-flight and the next write fails 'database is locked'."""
