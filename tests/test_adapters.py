@@ -269,3 +269,53 @@ def test_adk_postgres_id2_ids_over_128_characters_are_a_database_error(postgres_
 
     with pytest.raises(DBAPIError, match="value too long"):
         _run(repro())
+
+
+@needs_adk
+def test_adk_sqlite_cc1_a_writer_waits_at_most_five_seconds_then_fails_database_is_locked(tmp_path: Any) -> None:
+    """CC-1/CC-5, adk_sqlite: DatabaseSessionService keeps SQLite's 5 s busy timeout; a longer queue is an error."""
+    import sqlite3
+    import time
+
+    from google.adk.sessions import DatabaseSessionService
+    from sqlalchemy.exc import OperationalError
+
+    path = tmp_path / "adk.db"
+
+    async def repro() -> float:
+        svc = DatabaseSessionService(db_url=f"sqlite+aiosqlite:///{path}")
+        await svc.create_session(app_name="a", user_id="u")  # the tables exist
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock, as under 1000 concurrent creates
+        began = time.monotonic()
+        try:
+            with pytest.raises(OperationalError, match="database is locked"):
+                await svc.create_session(app_name="a", user_id="u")
+            return time.monotonic() - began
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+            await svc.close()
+
+    assert 4.0 < _run(repro()) < 30.0  # gave up after the busy timeout instead of queueing
+
+
+@needs_agents
+@pytest.mark.postgres
+def test_agents_sqlalchemy_cc2_two_first_writers_of_one_id_both_succeed(postgres_url: str) -> None:
+    """CC-2, agents_sqlalchemy: SQLAlchemySession creates the session on first add_items and never says it existed."""
+    from agents.extensions.memory import SQLAlchemySession
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def repro() -> list[Any]:
+        engine = create_async_engine("postgresql+asyncpg://" + postgres_url.split("://", 1)[1])
+        key = f"t{uuid.uuid4().hex[:8]}"
+        first = SQLAlchemySession(key, engine=engine, create_tables=True)
+        await first.get_items()
+        second = SQLAlchemySession(key, engine=engine)
+        await asyncio.gather(first.add_items([{"by": 1}]), second.add_items([{"by": 2}]))  # type: ignore[list-item]
+        items = await first.get_items()
+        await engine.dispose()
+        return items
+
+    assert sorted(i["by"] for i in _run(repro())) == [1, 2]  # both "created" the conversation
