@@ -302,6 +302,9 @@ def matrix(out: Path, stores: tuple[str, ...], from_reports: bool, timeout: floa
                              deadline=deadline, estimates=_estimates(committed_reports)))
         shown = chosen if check_only else [s for s in STORES if s in runs]
         rows = [load_store(s, runs[s]["report"], runs[s].get("error", "")) for s in shown]
+    if not from_reports and compare({"inputs": inputs}, {"inputs": fingerprint()}):
+        raise click.ClickException("the inputs changed while the matrix ran (an edit to the suite or the adapters): "
+                                   "its stores did not all run the same code; run it again")
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     page, unreviewed = build_page(rows, date=today, inputs=inputs.get("sources", "unknown"))
     document = _document(rows, inputs)
