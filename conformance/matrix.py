@@ -257,7 +257,7 @@ def _document(rows: Sequence[Mapping[str, Any]], inputs: Mapping[str, Any]) -> d
               help="Build the page from the committed reports, run nothing (after editing findings.toml).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Time limit per suite test.")
 @click.option("--budget", type=float, default=900.0, show_default=True, help="Time limit per store.")
-@click.option("--deadline", type=float, default=1080.0, show_default=True,
+@click.option("--deadline", type=float, default=1020.0, show_default=True,
               help="Time limit for all stores together; a store not reached is 'not run'.")
 @click.option("--jobs", type=int, default=2, show_default=True, help="Stores checked at the same time.")
 @click.option("--check/--write", "check_only", default=False, show_default=True,

@@ -94,7 +94,7 @@ def normalise(result: RunResult | None, *, intermittent: Iterable[str] = (), err
     if result is None:
         return {"level": "not run", "error": error, "clauses": {}}
     flaky = set(intermittent)
-    checked = {c.clause.id for c in result.clauses if c.verdict in ("pass", "fail")}
+    checked = {c.clause.id for c in result.clauses if c.verdict in ("pass", "fail", "divergence", "stale-divergence")}
     folded = _forced_failing(result, sorted(flaky & checked))
     clauses = {}
     for c in folded.clauses:

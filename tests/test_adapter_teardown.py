@@ -28,8 +28,10 @@ def test_a_task_that_ignores_cancellation_is_named_and_abandoned(monkeypatch: py
             except asyncio.CancelledError:
                 continue  # swallows the cancellation and waits again
 
+    left: list[asyncio.Future[None]] = []
+
     async def leave_it_behind() -> None:
-        asyncio.ensure_future(stubborn())
+        left.append(asyncio.ensure_future(stubborn()))
         await asyncio.sleep(0)
 
     runner.run(leave_it_behind())
@@ -43,8 +45,10 @@ def test_a_task_that_ignores_cancellation_is_named_and_abandoned(monkeypatch: py
 def test_a_loop_whose_tasks_end_on_cancellation_closes_normally() -> None:
     runner = asyncio.Runner()
 
+    left: list[asyncio.Future[None]] = []
+
     async def leave_a_sleeper() -> None:
-        asyncio.ensure_future(asyncio.sleep(3600))
+        left.append(asyncio.ensure_future(asyncio.sleep(3600)))
 
     runner.run(leave_a_sleeper())
     assert plugin._close_loop(runner) == []

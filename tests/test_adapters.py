@@ -319,3 +319,25 @@ def test_agents_sqlalchemy_cc2_two_first_writers_of_one_id_both_succeed(postgres
         return items
 
     assert sorted(i["by"] for i in _run(repro())) == [1, 2]  # both "created" the conversation
+
+
+@needs_agents
+@pytest.mark.redis
+def test_agents_redis_cc8_a_write_after_clear_session_recreates_it(redis_url: str) -> None:
+    """CC-8, agents_redis: add_items has no existence condition; a writer that loaded before a delete resurrects."""
+    import redis.asyncio
+    from agents.extensions.memory import RedisSession
+
+    async def repro() -> list[Any]:
+        client = redis.asyncio.from_url(redis_url)
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        writer, deleter = (RedisSession("s", redis_client=client, key_prefix=prefix) for _ in range(2))
+        await writer.add_items([{"n": 1}])  # type: ignore[list-item]
+        await writer.get_items()  # the writer has read the session
+        await deleter.clear_session()  # someone deletes it
+        await writer.add_items([{"n": 2}])  # type: ignore[list-item]
+        items = await deleter.get_items()
+        await client.aclose()
+        return items
+
+    assert _run(repro()) == [{"n": 2}]  # the deleted session is back
