@@ -84,3 +84,21 @@ def test_the_committed_matrix_agrees_with_its_committed_reports() -> None:
     for store, row in recorded["stores"].items():
         fresh = load_store(store, str(reports / f"{store}.json"))
         assert {"level": fresh["level"], "clauses": fresh["clauses"]} == row, store
+
+
+def test_a_store_cut_at_its_budget_reads_not_checked_never_passed(tmp_path: Path) -> None:
+    """A real adapter run stopped at its time limit: no verdicts, an error, and '?' on the page."""
+    import importlib.util
+
+    import pytest
+
+    from sessionspec.conformance.matrix import run_store
+
+    if importlib.util.find_spec("langgraph.store") is None:
+        pytest.skip("langgraph not installed (extra: langgraph)")
+    done = run_store("langgraph_memory", tmp_path, timeout=60, budget=3)
+    assert done["report"] is None and "time limit" in done["error"]
+    row = load_store("langgraph_memory", done["report"], done["error"])
+    assert row["level"] == "not run" and row["clauses"] == {}
+    page, unreviewed = build_page([row], date="2026-01-01")
+    assert "| LC-1 | ? |" in page and unreviewed and "The run was incomplete" in page
