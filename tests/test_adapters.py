@@ -341,3 +341,22 @@ def test_agents_redis_cc8_a_write_after_clear_session_recreates_it(redis_url: st
         return items
 
     assert _run(repro()) == [{"n": 2}]  # the deleted session is back
+
+
+@needs_langgraph
+@pytest.mark.postgres
+def test_langgraph_postgres_cc8_aput_after_adelete_stores_the_item_again(postgres_url: str) -> None:
+    """CC-8/MG-6, langgraph_postgres: aput is an upsert; a writer that read before a delete brings the item back."""
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    async def repro() -> Any:
+        async with AsyncPostgresStore.from_conn_string(postgres_url) as store:
+            await store.setup()
+            ns = ("t", uuid.uuid4().hex[:8])
+            await store.aput(ns, "k", {"n": 1}, index=False)
+            seen = await store.aget(ns, "k")  # a writer reads the session
+            await store.adelete(ns, "k")  # someone deletes it
+            await store.aput(ns, "k", {"n": seen.value["n"] + 1}, index=False)  # type: ignore[union-attr]
+            return (await store.aget(ns, "k")).value  # type: ignore[union-attr]
+
+    assert _run(repro()) == {"n": 2}  # the deleted item is back
