@@ -28,6 +28,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import click
 from .clauses import CLAUSES
 from .matrix_state import INTERMITTENT, compare, fingerprint, normalise
 from .report.json_report import ReportError, load_json_report
+from .results import load_divergences
 
 __all__ = ["FRAMEWORKS", "build_page", "matrix", "run_store"]
 
@@ -141,6 +143,9 @@ def load_store(store: str, report: str | None, error: str = "") -> dict[str, Any
             result = load_json_report(report)
         except ReportError as exc:
             error = str(exc)
+    if result is not None:  # the ledger as it stands now classifies the failures (a re-render after editing it)
+        ledger = ADAPTERS_DIR / "divergences" / f"{store}.toml"
+        result = replace(result, divergences=load_divergences(ledger) if ledger.exists() else {})
     row = normalise(result, intermittent=flaky, error=error or ("" if result else "no report"))
     row["store"] = store
     row["versions"] = _versions(store)
