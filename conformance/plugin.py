@@ -351,8 +351,14 @@ def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
         try:
             context.runner.run(asyncio.wait_for(context.close(), 60))
         finally:
-            context.runner.close()
+            stuck = _close_loop(context.runner)
             request.node.stash[_ARTIFACTS] = context.artifacts
+            if stuck:  # noted, not judged: FL-4's own tests judge cancellation, not a teardown's timing
+                for outcome in state.outcomes:
+                    if outcome.nodeid == request.node.nodeid:
+                        outcome.artifacts["leftover tasks"] = (
+                            f"{len(stuck)} task(s) left behind ignored cancellation for {LEFTOVER_GRACE:g} s; the "
+                            f"loop was abandoned: {'; '.join(stuck[:3])}")
             if context.backend_dead:
                 why = (f"{request.node.name}: {context.backend_dead}. The run stopped here and is void: every later "
                        "test would have met a dead backend and blamed the store for it. Fix the start_backend "
@@ -362,6 +368,39 @@ def ctx(request: pytest.FixtureRequest) -> Generator[SuiteContext, None, None]:
 
 
 _ARTIFACTS = pytest.StashKey[dict[str, Any]]()
+LEFTOVER_GRACE = 10.0
+"""Seconds the tasks a test left running get to end once cancelled, before the loop is abandoned."""
+
+
+def _close_loop(runner: asyncio.Runner) -> list[str]:
+    """Close a test's loop in bounded time; the tasks that would not end on cancellation, described.
+
+    ``asyncio.Runner.close`` waits without limit for every leftover task to end once cancelled;
+    a store task that swallows the cancellation and awaits a future nobody completes would hang
+    the whole run in teardown. Such tasks are reported and their loop is closed without them.
+    """
+    async def cancel_leftovers() -> list[str]:
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return []
+        _, pending = await asyncio.wait(tasks, timeout=LEFTOVER_GRACE)
+        return [f"{t.get_coro()!r} at {' <- '.join(f'{f.f_code.co_name}:{f.f_lineno}' for f in t.get_stack()[:4])}"
+                for t in pending]
+
+    try:
+        stuck = runner.run(cancel_leftovers())
+    except BaseException:
+        runner.close()
+        raise
+    if stuck:
+        runner.get_loop().close()  # Runner.close() would wait for them forever
+        asyncio.set_event_loop(None)
+        return stuck
+    runner.close()
+    return []
 
 
 @pytest.hookimpl(tryfirst=True)
