@@ -10,11 +10,7 @@ Key layout for namespace ``ns`` (prefix ``{ns}:``; ``<k>`` is a state key's JSON
     {ns}:s:<id>          HASH   v version, c created, u updated, e expires (us), t ttl, tus ttl (us),
                                 o owner; "k:<k>" per top-level state key: the value's JSON text as
                                 the last whole write (create, save, apply) gave it; "t:<k>" = 1 when
-                                items were appended to that list since (its tail, below); s the
-                                whole state's JSON text as create, save or apply left it, removed
-                                by append: get reads it with one HMGET (joining ~40 fields
-                                cost get 45 us of server time against a raw GET's 1; the price
-                                is the state held twice, and apply writing 2 KB more)
+                                items were appended to that list since (its tail, below)
     {ns}:l:<id>\\0<k>     LIST   the tail: one JSON text per item appended: append is RPUSH, O(items)
     {ns}:ls:<id>         SET    the <k> whose tail exists, to expire and delete them with the session
     {ns}:ids, {ns}:oi:<owner>   ZSET (scores 0) ids in byte order: list pages with ZRANGEBYLEX
@@ -22,14 +18,13 @@ Key layout for namespace ``ns`` (prefix ``{ns}:``; ``<k>`` is a state key's JSON
     {ns}:own             HASH   id -> owner, so cleanup reaches a dead session's owner indexes
     {ns}:ver             STRING the namespace's version counter (INCR): versions never repeat (VER-2)
 
-A whole-state write (create, save) is one HSET of the state's fields, the state's whole JSON
-text (``s``) and the meta on a hash that is the session's only key: a list is stored whole, as
-its JSON text, like any value, and only ``append`` splits one into head and tail (the first
-append after a whole write reads the head once, to check it is a list; every later one only
-pushes). State travels as ONE packed script argument (JSON texts joined by newlines, which
-JSON text never holds raw): packing ~40 arguments cost redis-py more client CPU than the rest of
-a save, and writing lists as LISTs more server CPU than the HSET (before: 0.28x a raw SET of the
-state's text).
+A whole-state write (create, save) is one HSET of the state's fields and the meta on a hash
+that is the session's only key: a list is stored whole, as its JSON text, like any value, and
+only ``append`` splits one into head and tail (the first append after a whole write reads the
+head once, to check it is a list; every later one only pushes). State travels as ONE packed
+script argument (JSON texts joined by newlines, which JSON text never holds raw): packing ~40
+arguments cost redis-py more client CPU than the rest of a save, and writing lists as LISTs
+more server CPU than the HSET (before: 0.28x a raw SET of the state's text).
 
 Ids and owners are literal key suffixes after fixed prefixes, and ids never hold control
 characters (ID-2), so NUL separates id and key unambiguously. State is stored as JSON text
@@ -119,17 +114,10 @@ class Script(NamedTuple):
 
 @functools.cache
 def _scripts() -> dict[str, Script]:
-    """Each operation's script: common.lua followed by the operation's own file, or put at the
-    file's ``--[[common.lua]]`` line (get answers most calls before it, without its cost)."""
+    """Each operation's script: common.lua followed by the operation's own file."""
     folder = resources.files("sessionspec.reference.redis_scripts")
     common = (folder / "common.lua").read_text("utf-8")
-    marker = "--[[common.lua]]\n"
-
-    def text(name: str) -> str:
-        own = (folder / f"{name}.lua").read_text("utf-8")
-        return own.replace(marker, common, 1) if marker in own else common + own
-
-    texts = {name: text(name) for name in SCRIPTS}
+    texts = {name: common + (folder / f"{name}.lua").read_text("utf-8") for name in SCRIPTS}
     return {name: Script(hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest(), text)
             for name, text in texts.items()}
 
@@ -154,11 +142,9 @@ def _info(sid: str, f: Sequence[Any]) -> SessionInfo:
 
 
 def _session(sid: str, f: Sequence[Any], state: dict[str, Any] | None = None) -> Session:
-    """Session from reply lines; a full read carries the state as one JSON text in line 7.
-
-    Built directly, not from an _info() (a frozen dataclass costs a setattr per field)."""
-    return Session(sid, _text(f[6]) or None, int(f[1]), _time(f[2]), _time(f[3]),
-                   _time(f[4]) if f[4] else None, float(f[5]) if f[5] else None,
+    """Session from reply lines; a full read carries the state as one JSON text in line 7."""
+    i = _info(sid, f)
+    return Session(i.id, i.owner, i.version, i.created_at, i.updated_at, i.expires_at, i.ttl,
                    loads(f[7]) if state is None else state)
 
 
@@ -346,9 +332,9 @@ class RedisStore:
         sid = secrets.token_urlsafe(24) if id is None else validate_id(id)
         own = validate_owner(owner)
         period = validate_ttl(ttl)
-        data, whole = validated_state({} if state is None else state)
+        data, _ = validated_state({} if state is None else state)
         _, text, micros = _ttl_args(self.default_ttl if isinstance(period, Keep) else period)
-        args = (sid, own or "", text, micros, GRACE_US, _state_arg(data), whole or dumps(data))
+        args = (sid, own or "", text, micros, GRACE_US, _state_arg(data))
         f = self._check(await self._run("create", self.session_key(sid), args), sid)
         return _session(sid, f, data)
 
@@ -360,10 +346,9 @@ class RedisStore:
     async def save(self, id: str, state: Mapping[str, Any], *, expected_version: int | None = None,
                    ttl: TtlArg = KEEP) -> Session:
         sid = validate_id(id)
-        data, whole = validated_state(state)
+        data, _ = validated_state(state)
         expected = validate_expected_version(expected_version)
-        args = (sid, "" if expected is None else expected, *_ttl_args(validate_ttl(ttl)), _state_arg(data),
-                whole or dumps(data))
+        args = (sid, "" if expected is None else expected, *_ttl_args(validate_ttl(ttl)), _state_arg(data))
         f = self._check(await self._run("save", self.session_key(sid), args), sid, expected)
         return _session(sid, f, data)
 

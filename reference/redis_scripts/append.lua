@@ -21,8 +21,6 @@ if not m[8] then
   end
 end
 if n > 0 then push(lkey(id, key), 5, #ARGV) end
--- the whole text of the state ("s") is out of date: get joins the state until the next whole write
-redis.call('HDEL', h, 's')
 
 -- stamp (see common.lua) for a write that keeps the ttl: only v, u and e change, and a permanent
 -- session's keys are already persistent (a new LIST has no expiry)

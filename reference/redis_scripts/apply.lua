@@ -48,10 +48,20 @@ for i = 1, #changes, 2 do
   end
 end
 
--- the new state as one JSON text, and the session's tails, which slide with the hash (a permanent
--- session's keys are already persistent: PERSIST ran when it became permanent, new LISTs have no
--- expiry); pieces joined once by table.concat: no intermediate strings (Lua interns each)
-local parts, lists, k = {}, {}, 1
+-- stamp (see common.lua) without re-reading: ttl text and period are unchanged by apply
+local version = redis.call('INCR', VER)
+local e = false
+if meta.tus then e = math.min(now + tonumber(meta.tus), MAX_US) end
+local n = #fields
+fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'v', version, 'u', now
+if e then fields[n + 5], fields[n + 6] = 'e', e end
+hset(h, fields)
+
+-- the reply's state, and the session's tails, which slide with the hash (a permanent session's
+-- keys are already persistent: PERSIST ran when it became permanent, new LISTs have no expiry)
+-- the reply is pieces joined once by table.concat: no intermediate strings (Lua interns each)
+local parts, lists, k = {table.concat({'0', num(version), meta.c, num(now), e and num(e) or '', meta.t or '',
+                                        meta.o or '', '{'}, '\n')}, {}, 1
 for j = 1, count do
   local key = order[j]
   local value = vals[key]
@@ -60,23 +70,11 @@ for j = 1, count do
       lists[#lists + 1] = lkey(id, key)
       value = with_tail(id, key, value)
     end
-    parts[k], parts[k + 1], parts[k + 2], parts[k + 3] = (k == 1 and '{' or ','), key, ':', value
+    parts[k + 1], parts[k + 2], parts[k + 3], parts[k + 4] = key, ':', value, ','
     k = k + 4
   end
 end
-parts[k] = k > 1 and '}' or '{}'
-local whole = table.concat(parts)
-
--- stamp (see common.lua) without re-reading: ttl text and period are unchanged by apply; the
--- whole text goes to "s" (get's one-field read) in the same HSET
-local version = redis.call('INCR', VER)
-local e = false
-if meta.tus then e = math.min(now + tonumber(meta.tus), MAX_US) end
-local n = #fields
-fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4], fields[n + 5], fields[n + 6] = 'v', version, 'u', now, 's', whole
-if e then fields[n + 7], fields[n + 8] = 'e', e end
-hset(h, fields)
-
+if k > 1 then parts[k] = '}' else parts[2] = '}' end
 if e then
   local at = math.ceil(e / 1000)
   redis.call('PEXPIREAT', h, at)
@@ -88,5 +86,4 @@ end
 local score = e or '+inf'
 redis.call('ZADD', EXP, score, id)
 if meta.o then redis.call('ZADD', oekey(meta.o), score, id) end
-return table.concat({'0', num(version), meta.c, num(now), e and num(e) or '', meta.t or '', meta.o or '', whole},
-                    '\n')
+return table.concat(parts)

@@ -163,10 +163,9 @@ local function stamp(id, m, now, bump)
 end
 
 -- A write that replaces the whole state (create, save) after drop() cleared the old one:
--- the state fields (split from the packed argument, names included), the state's whole JSON
--- text (field "s", which get reads) and every meta field go in ONE HSET; the hash is the
--- session's only key, so only it needs an expiry.
-local function write_fresh(id, m, now, fields, whole)
+-- the state fields (split from the packed argument, names included) and every meta field
+-- go in ONE HSET; the hash is the session's only key, so only it needs an expiry.
+local function write_fresh(id, m, now, fields)
   local h = skey(id)
   m[1] = redis.call('INCR', VER)
   m[5] = now
@@ -180,8 +179,6 @@ local function write_fresh(id, m, now, fields, whole)
     fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4], fields[n + 5], fields[n + 6] = 'e', e, 't', m[6], 'tus', m[7]
     n = n + 6
   end
-  fields[n + 1], fields[n + 2] = 's', whole
-  n = n + 2
   if m[3] then fields[n + 1], fields[n + 2] = 'o', m[3] end
   hset(h, fields)
   if e then redis.call('PEXPIREAT', h, math.ceil(e / 1000)) end

@@ -1,5 +1,5 @@
 -- create: ARGV = P, id, owner ('' = none), ttl text ('' = never), ttl micros, grace micros,
--- state (packed, as save's), the state's whole JSON text
+-- state (packed, as save's)
 local id, owner = ARGV[2], ARGV[3]
 local now = now_us()
 if live(id, now) then return '2' end
@@ -14,7 +14,7 @@ if owner ~= '' then
   redis.call('HSET', OWN, id, owner)
   redis.call('ZADD', oikey(owner), 0, id)
 end
-write_fresh(id, m, now, split(ARGV[7]), ARGV[8])
+write_fresh(id, m, now, split(ARGV[7]))
 -- every create forgets two long-dead sessions, so indexes never grow without bound
 sweep(now - tonumber(ARGV[6]), 2)
 return info(m)
