@@ -142,9 +142,11 @@ def _info(sid: str, f: Sequence[Any]) -> SessionInfo:
 
 
 def _session(sid: str, f: Sequence[Any], state: dict[str, Any] | None = None) -> Session:
-    """Session from reply lines; a full read carries the state as one JSON text in line 7."""
-    i = _info(sid, f)
-    return Session(i.id, i.owner, i.version, i.created_at, i.updated_at, i.expires_at, i.ttl,
+    """Session from reply lines; a full read carries the state as one JSON text in line 7.
+
+    Built directly, not from an _info() (a frozen dataclass costs a setattr per field)."""
+    return Session(sid, _text(f[6]) or None, int(f[1]), _time(f[2]), _time(f[3]),
+                   _time(f[4]) if f[4] else None, float(f[5]) if f[5] else None,
                    loads(f[7]) if state is None else state)
 
 
