@@ -147,7 +147,7 @@ class RunResult:
         if test.status in ("failed", "error") and (test.blame or len(ids) > 1):
             own = self._own_failures() if own is None else own
             if test.blame:
-                ids = (next((c for c in test.blame if c in own), test.blame[0]),)
+                ids = (_resolve(test, own),)
             else:
                 ids = tuple(cid for cid in ids if cid in own) or ids
         if self.selected is not None:
@@ -155,8 +155,14 @@ class RunResult:
         return ids
 
     def _own_failures(self) -> set[str]:
-        """Clauses failed by a test that names only them (their dedicated tests)."""
-        return {t.clauses[0] for t in self.tests if len(t.clauses) == 1 and t.status in ("failed", "error")}
+        """Clauses that fail on their dedicated tests (tests that name only them).
+
+        A dedicated test whose failure names another clause (a setup or a re-read spoiled by another
+        clause's bug) counts for the clause it is blamed on, not for its own: otherwise one bug that
+        spoils many clauses' checks would draw every multi-clause failure onto all of them."""
+        failed = [t for t in self.tests if len(t.clauses) == 1 and t.status in ("failed", "error")]
+        plain = {t.clauses[0] for t in failed if not t.blame}
+        return plain | {_resolve(t, plain) for t in failed if t.blame}
 
     def _verdict(self, clause: Clause, tests: list[TestOutcome]) -> ClauseResult:
         claimed = clause.capability in self.capabilities
@@ -254,6 +260,13 @@ class RunResult:
         for c in self.clauses:
             tally[c.verdict] = tally.get(c.verdict, 0) + 1
         return tally
+
+
+def _resolve(test: TestOutcome, own: set[str]) -> str:
+    """The clause a blamed failure counts against: the first of its blame that fails its own tests, or that
+    is the failing test's own clause (a dedicated test's fallback), else the clause it names first."""
+    mine = test.clauses if len(test.clauses) == 1 else ()
+    return next((c for c in test.blame if c in own or c in mine), test.blame[0])
 
 
 def load_divergences(path: str | Path) -> dict[str, str]:

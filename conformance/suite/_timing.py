@@ -27,6 +27,9 @@ from typing import Final, TypeVar
 import pytest
 
 from sessionspec.conformance.contract import Session, SessionInfo, SessionNotFound, SessionStore
+from sessionspec.conformance.results import ClauseViolation
+
+from ._values import reads_slide, slid_by_reads
 
 __all__ = [
     "CLOCK_TOLERANCE",
@@ -178,6 +181,10 @@ async def look(store: SessionStore, id: str, write: Span, ttl: float, *, at: flo
     """``get`` the session at monotonic time ``at`` and judge the answer against the period."""
     await sleep_until(at)
     got, read = await timed(store.get(id))
+    if got is not None and clause != "TTL-2" and verdict(write, ttl, read) is False \
+            and await reads_slide(store, got, await store.get(id)):
+        raise slid_by_reads(clause, f"{what}: the session (ttl={ttl:g} s) was still visible "
+                            f"{read.start - write.end:.3f} s after its last write returned")
     judge(clause, what, write, ttl, read, got is not None, want=want, hint=hint)
     return got
 
@@ -232,12 +239,14 @@ async def gather_all(*aws: Awaitable[object]) -> None:
     results = await asyncio.gather(*aws, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     failures = [e for e in errors if not isinstance(e, Inconclusive)]
+    failures = [e for e in failures if not isinstance(e, ClauseViolation)] or failures  # own failures first
     if not failures:
         if errors:
             raise errors[0]
         return
     outcome_types = (AssertionError, pytest.fail.Exception)
-    if all(isinstance(e, outcome_types) for e in failures) and len(failures) > 1:
+    if all(isinstance(e, outcome_types) and not isinstance(e, ClauseViolation) for e in failures) \
+            and len(failures) > 1:
         pytest.fail("\n".join(str(e).removeprefix("AssertionError: ") for e in failures), pytrace=False)
     first = failures[0]
     for other in failures[1:]:

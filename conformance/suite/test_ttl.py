@@ -36,7 +36,7 @@ from ._timing import (
     within,
     write_while_live,
 )
-from ._values import bullets, describe_change, owners_kept, short
+from ._values import bullets, describe_change, moved_by_reads, owners_kept, short, slid_by_reads
 
 TTL1_PERIOD = 0.4
 TTL2_PERIOD = 0.6
@@ -202,6 +202,8 @@ async def test_keep_keeps_the_period_none_makes_permanent_and_a_number_sets_one(
             raise ClauseViolation("TTL-2", f"TTL-2: {what} returned updated_at {info.updated_at}, but get() shows "
                                   f"{got.updated_at}: the write did not restart the stored period (every write "
                                   "slides the expiry)", ("TTL-3",))
+        if await moved_by_reads(store, info, got):
+            raise slid_by_reads("TTL-3", f"get() after {what}")
         assert seen == (info.ttl, info.expires_at, info.updated_at), (
             f"TTL-3: get() after {what} reports (ttl, expires_at, updated_at) = {seen}, but the write returned "
             f"{(info.ttl, info.expires_at, info.updated_at)}; the period is stored state, not a side effect."

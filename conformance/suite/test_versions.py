@@ -16,6 +16,7 @@ from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.worker import perform
 
 from ._timing import GRACE, sleep_until, timed
+from ._values import unless_reads_slide
 
 KINDS = ("save", "apply", "append")
 TTL = 3600.0
@@ -155,6 +156,7 @@ async def test_a_recreated_id_never_reuses_a_version_and_old_versions_conflict(c
                         f"{stale} is a version of the deleted one (now at {before.version}). It must raise "
                         "VersionConflict: the caller read a session that no longer exists.", pytrace=False)
     after = await must_get(ctx.store, id, "VER-2")
+    await unless_reads_slide(ctx.store, "VER-2", "stale-version writes on the new incarnation", before, after)
     assert after == before, (
         f"VER-2: writes with expected versions of the deleted incarnation changed the new one: before {before!r}, "
         f"after {after!r}. They must raise VersionConflict and change nothing."
