@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 NOT_APPLICABLE = "not applicable"
+NOT_CHECKED = "not checked: "
+"""The message of a test outcome kept from checking its clause by another clause's failure."""
 """Skip reasons starting with this mark a clause that cannot apply to the target (FL-1 on memory)."""
 
 TestStatus = Literal["passed", "failed", "skipped", "error"]
@@ -41,6 +43,9 @@ PARTIAL_LEVEL = "not determined (partial run)"
 LEVEL_CAPABILITIES: dict[str, set[str]] = {
     "core": {"core"}, "core+atomic": {"core", "atomic"}, "full": {"core", "atomic", "listing", "shared", "durable"}}
 """What each level vouches for: its not-checked clauses are named beside it."""
+MANAGER_CLAUSES: frozenset[str] = frozenset(
+    {"MG-3", "MG-4", *(f"MG-{n}" for n in range(6, 15)), *(f"SC-{n}" for n in range(1, 6))})
+"""The clauses of the reference SessionManager on the store (test_manager, test_scenarios): not the store's own."""
 SHARED_RUN = "[shared"
 """The parameter id of the CC tests' cross-process variant (test_concurrency.TOPOLOGIES)."""
 
@@ -126,10 +131,12 @@ class RunResult:
             counted = self.counted_against(test, own)
             for cid in counted:
                 by_clause.setdefault(cid, []).append(test)
-            if test.blame and test.status in ("failed", "error"):
+            under = self._store_under_manager(test, own)
+            if (test.blame or under) and test.status in ("failed", "error"):
                 # blamed on another clause: for its own clauses the test checked nothing
-                unchecked = replace(test, status="skipped", blame=(),
-                                    message=f"not checked: {test.message.splitlines()[0] if test.message else ''}")
+                first = test.message.splitlines()[0] if test.message else ""
+                why = f"the store under the manager fails {under} — see {under} ({first})" if under else first
+                unchecked = replace(test, status="skipped", blame=(), message=f"{NOT_CHECKED}{why}")
                 for cid in test.clauses:
                     if cid not in counted and (self.selected is None or cid in self.selected):
                         by_clause.setdefault(cid, []).append(unchecked)
@@ -144,15 +151,28 @@ class RunResult:
         run narrowed by --clause counts a test only for the selected clauses.
         """
         ids = test.clauses
-        if test.status in ("failed", "error") and (test.blame or len(ids) > 1):
+        if test.status in ("failed", "error") and (test.blame or len(ids) > 1 or set(ids) <= MANAGER_CLAUSES):
             own = self._own_failures() if own is None else own
             if test.blame:
                 ids = (_resolve(test, own),)
+            elif under := self._store_under_manager(test, own):
+                ids = (under,)
             else:
                 ids = tuple(cid for cid in ids if cid in own) or ids
         if self.selected is not None:
             ids = tuple(cid for cid in ids if cid in self.selected)
         return ids
+
+    def _store_under_manager(self, test: TestOutcome, own: set[str]) -> str | None:
+        """For a failed manager test with no blame of its own: the first store clause that fails its own tests.
+
+        The manager clauses check the reference SessionManager *on* the store; it is the code under test
+        only while the store keeps its own contract. On a store that already fails a store clause the
+        manager test cannot tell its failure from that bug's: it is not checked, and names the clause."""
+        if test.blame or test.status not in ("failed", "error") or not set(test.clauses) <= MANAGER_CLAUSES:
+            return None
+        return next((c.id for c in clauses_for(self.spec_version) if c.id in own and c.id not in MANAGER_CLAUSES),
+                    None)
 
     def _own_failures(self) -> set[str]:
         """Clauses that fail on their dedicated tests (tests that name only them).
@@ -177,10 +197,15 @@ class RunResult:
                         key=lambda t: (t.clauses != (clause.id,), len(t.clauses)))
         """Its dedicated tests first: their message says what to fix in this clause's terms."""
         passed = [t for t in tests if t.status == "passed"]
+        spoiled = [t for t in tests if t.status == "skipped" and t.message.startswith(NOT_CHECKED)
+                   and t.clauses == (clause.id,)]
+        """Its dedicated tests that another clause's failure kept from running in full: no pass without them."""
         if failed:
             if ledger is not None:
                 return ClauseResult(clause, "divergence", tests, ledger, claimed)
             return ClauseResult(clause, "fail", tests, failed[0].message, claimed)
+        if spoiled:
+            return ClauseResult(clause, "skip", tests, spoiled[0].message, claimed)
         if passed:
             if ledger is not None:
                 return ClauseResult(

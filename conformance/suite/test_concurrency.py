@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -33,7 +35,8 @@ from sessionspec.conformance.model import (
     observe,
     step_operation,
 )
-from sessionspec.conformance.worker import Task
+from sessionspec.conformance.results import ClauseViolation
+from sessionspec.conformance.worker import Task, perform
 
 from ._tasks import TOPOLOGIES, outputs, spread, step
 from ._timing import timed
@@ -233,6 +236,7 @@ async def test_sessions_stay_isolated_under_mixed_concurrent_traffic(ctx: SuiteC
         "to another)."
     )
     deviations = []
+    first: ModelMismatch | None = None
     for i, records in enumerate(results):
         tracker = Tracker(unique_versions=False)  # VER-2 belongs to `atomic`; CC-5 is core
         try:
@@ -240,6 +244,13 @@ async def test_sessions_stay_isolated_under_mixed_concurrent_traffic(ctx: SuiteC
                 tracker.observe(Call.from_json(r["call"]), (r["invoke"], r["response"]), r.get("output", UNKNOWN))
         except ModelMismatch as exc:
             deviations.append(f"session cc5-{i}: {exc}")
+            first = first or exc
+    if first is not None and first.clause != "CC-5":
+        # each session's calls are one caller's: the model names the rule they break; when that clause fails
+        # its own tests too it is the bug, and isolation was not what broke (else the failure stays CC-5's)
+        raise ClauseViolation(first.clause, f"{first.clause} (or, if its own tests pass, CC-5): under mixed "
+                              f"concurrent traffic {len(deviations)} of {N} sessions, each driven by one caller, "
+                              f"broke {first.clause}; first: {deviations[0]}", (*first.alternatives, "CC-5"))
     assert not deviations, (
         f"CC-5: {len(deviations)} of {N} sessions broke the sequential contract while other sessions were busy; "
         f"first: {deviations[0]}"
@@ -280,6 +291,41 @@ def history_task(id: str, task: int, rng: random.Random) -> Task:
             step(_cc6_call(kind, id, task, 2, rng), timeout=CC6_TIMEOUT, **extra)]
 
 
+async def one_at_a_time(ctx: SuiteContext, seed: int) -> None:
+    """CC-6's premise: the very scripts of the concurrent run, made one call at a time, agree with the model.
+
+    Each session's tasks take turns (every task's read, then every compare-and-set, then every third
+    call), so version conflicts, deletes and re-creates all happen, but nothing overlaps. A store that
+    fails here breaks a rule a single caller sees, and the model names it (blame.py): that clause is the
+    bug, and CC-6 (linearizability under concurrency) is not checked, instead of failing for it too. If that
+    clause's own tests do not fail, the failure stays CC-6's (results.py: blame falls to the test's clause)."""
+    rng = random.Random(seed)
+    for h in range(CC6_SESSIONS):
+        id = f"cc6-one-{h}"
+        tracker = Tracker(None)
+        scripts = [history_task(id, t, rng) for t in range(CC6_TASKS)]
+        last: list[int | None] = [None] * CC6_TASKS
+        turns = [({"call": Call("create", id, {"n": 0, "log": []}, ttl=None).to_json()}, None)]
+        turns += [(script[n], t) for n in range(3) for t, script in enumerate(scripts)]
+        for turn, task in turns:
+            call = Call.from_json(turn["call"])
+            if turn.get("expect") == "last" and task is not None:
+                call = replace(call, expected_version=last[task])
+            began = time.monotonic()
+            try:
+                output = observe(await perform(ctx.store, call))
+            except Exception as exc:  # the store's error is an output like any other; the model judges it
+                output = observe(exc)
+            try:
+                tracker.observe(call, (began, time.monotonic()), output)
+            except ModelMismatch as exc:
+                raise ClauseViolation(exc.clause, f"could not check CC-6: made one at a time (no concurrency), the "
+                                      f"calls of its scripts already break {exc.clause} — see {exc.clause}. {exc}",
+                                      (*exc.alternatives, "CC-6")) from None
+            if task is not None and isinstance(output, dict) and isinstance(output.get("version"), int):
+                last[task] = output["version"]
+
+
 async def record_histories(ctx: SuiteContext, topology: str, rng: random.Random) -> list[list[Operation]]:
     """Create the sessions, run CC6_TASKS concurrent scripts on each (all at once), return one history per session."""
     ids = [f"cc6-{h}" for h in range(CC6_SESSIONS)]
@@ -315,6 +361,7 @@ async def test_a_concurrent_history_on_one_session_is_linearizable(ctx: SuiteCon
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     ctx.attach("seed", seed)
+    await one_at_a_time(ctx, seed)
     histories = await record_histories(ctx, topology, rng)
     calls = sum(len(h) for h in histories)
     silent = sum((unanswered(h) for h in histories), Counter())

@@ -23,7 +23,7 @@ from sessionspec.conformance.results import NOT_APPLICABLE
 
 from ._slid import counted_after_sliding, listed_after_sliding
 from ._timing import SHORT_TTL, Inconclusive, Span, dead_from, gather_all, retrying, sleep_until, timed
-from ._values import bullets, short
+from ._values import bullets, owners_kept, short
 
 MAX_PAGES = 500
 CHURN_CREATES = 12
@@ -100,6 +100,7 @@ async def test_paging_lists_every_live_session_once_in_id_order(ctx: SuiteContex
 
     Beside it (the waits overlap), in a namespace of its own: sessions kept alive past their first
     deadline by each kind of write are still listed (see ``_slid``)."""
+    await owners_kept(ctx.store, "LS-1")
     await gather_all(_paging_everyone(ctx.store), listed_after_sliding(ctx))
 
 
@@ -235,6 +236,7 @@ async def _count_trial(store: SessionStore, ttl: float) -> None:
 async def test_count_equals_the_live_sessions_overall_and_per_owner(ctx: SuiteContext) -> None:
     """Through creates, deletes and expiries; and, in a namespace of its own, sessions kept alive past their
     first deadline by each kind of write (see ``_slid``)."""
+    await owners_kept(ctx.store, "LS-2")
     await gather_all(retrying("LS-2", lambda ttl: _count_trial(ctx.store, ttl), SHORT_TTL),
                      counted_after_sliding(ctx))
 
