@@ -46,6 +46,9 @@ LEVEL_CAPABILITIES: dict[str, set[str]] = {
 MANAGER_CLAUSES: frozenset[str] = frozenset(
     {"MG-3", "MG-4", *(f"MG-{n}" for n in range(6, 15)), *(f"SC-{n}" for n in range(1, 6))})
 """The clauses of the reference SessionManager on the store (test_manager, test_scenarios): not the store's own."""
+CATCH_ALL: frozenset[str] = frozenset({"CC-6"})
+"""Clauses whose check shows the symptom of many bugs (a non-linearizable history): listed after the clauses
+whose own tests name the bug (a lost append is CC-7's, and also leaves a history CC-6 cannot explain)."""
 SHARED_RUN = "[shared"
 """The parameter id of the CC tests' cross-process variant (test_concurrency.TOPOLOGIES)."""
 
@@ -220,7 +223,8 @@ class RunResult:
 
     @property
     def failures(self) -> list[ClauseResult]:
-        return [c for c in self.clauses if c.failing]
+        """Failing clauses in spec order, the catch-all CC-6 last: the first one shown says what to fix."""
+        return sorted((c for c in self.clauses if c.failing), key=lambda c: c.clause.id in CATCH_ALL)
 
     @property
     def claimed_skips(self) -> list[ClauseResult]:

@@ -262,11 +262,12 @@ def check_stamps(info: SessionInfo, call: Span, *, clause: str, what: str) -> No
     for name, moment in stamps.items():
         if moment is None and name == "expires_at":
             continue
-        assert isinstance(moment, datetime) and moment.tzinfo is not None and moment.utcoffset() == timedelta(0), (
-            f"{clause}: {what}: {name}={moment!r} is not a timezone-aware UTC datetime. Every timestamp must be "
-            "aware with utcoffset() == 0; naive or local-time datetimes break expiry as soon as the server "
-            "and the client disagree on the zone (google/adk-python#1848)."
-        )
+        if not (isinstance(moment, datetime) and moment.tzinfo is not None and moment.utcoffset() == timedelta(0)):
+            # one rule for every SessionInfo (§4.7), checked first on create's (LC-1): the verdict goes there
+            raise ClauseViolation(
+                "LC-1", f"{clause}: {what}: {name}={moment!r} is not a timezone-aware UTC datetime. Every timestamp "
+                "must be aware with utcoffset() == 0; naive or local-time datetimes break expiry as soon as the "
+                "server and the client disagree on the zone (google/adk-python#1848).", (clause,))
     assert info.created_at <= info.updated_at, (
         f"{clause}: {what}: created_at {info.created_at} is after updated_at {info.updated_at}; updated_at is "
         "the last write, which can never precede the create."

@@ -40,6 +40,7 @@ __all__ = [
     "raises",
     "reads_slide",
     "refusal",
+    "require_aware",
     "short",
     "slid_by_reads",
     "unless_reads_slide",
@@ -293,6 +294,17 @@ async def moved_by_reads(store: SessionStore, info: SessionInfo, got: Session | 
     if got is None or got.updated_at <= info.updated_at:
         return False
     return await reads_slide(store, replace(got, updated_at=info.updated_at, expires_at=info.expires_at), got)
+
+
+def require_aware(clause_id: str, what: str, *infos: SessionInfo | None) -> None:
+    """Premise of comparing timestamps: they are aware UTC datetimes (§4.7, first checked by LC-1). A naive one
+    cannot be compared with an aware one at all: that is LC-1's failure, and ``clause_id`` is not checked."""
+    for info in infos:
+        naive = [f"{name}={moment!r}" for name in ("created_at", "updated_at", "expires_at")
+                 if isinstance(moment := getattr(info, name, None), datetime) and moment.tzinfo is None]
+        if naive:
+            raise ClauseViolation("LC-1", f"could not check {clause_id}: {what} carries naive datetimes "
+                                  f"({naive[0]}); every timestamp must be timezone-aware UTC — see LC-1", (clause_id,))
 
 
 def slid_by_reads(clause_id: str, what: str) -> ClauseViolation:

@@ -23,7 +23,7 @@ from sessionspec.conformance.results import NOT_APPLICABLE
 
 from ._slid import counted_after_sliding, listed_after_sliding
 from ._timing import SHORT_TTL, Inconclusive, Span, dead_from, gather_all, retrying, sleep_until, timed
-from ._values import bullets, owners_kept, short
+from ._values import bullets, owners_kept, require_aware, short
 
 MAX_PAGES = 500
 CHURN_CREATES = 12
@@ -114,6 +114,8 @@ async def _paging_everyone(store: SessionStore) -> None:
         problems += [f"{i.id!r} is listed as {short(i)}, but get() gives {short(live[i.id].info())}"
                      for i in items if i.id in live and i != live[i.id].info()]
         failures += [f"list(owner={owner!r}, limit={limit}): {p}" for p in problems]
+    if failures:
+        require_aware("LS-1", "a session create() returned", *live.values())
     assert not failures, (
         "LS-1: paging from cursor=None to next_cursor=None must return every live session exactly once, in id "
         "(code point) order, at most `limit` per page, with exactly the owner asked for, the same SessionInfo as "

@@ -22,7 +22,7 @@ from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.worker import perform
 
 from ._timing import check_stamps, timed
-from ._values import moved_by_reads, slid_by_reads, unless_reads_slide
+from ._values import moved_by_reads, require_aware, slid_by_reads, unless_reads_slide
 
 TTL = 3600.0
 KINDS = ("save", "apply", "append")
@@ -165,6 +165,7 @@ async def test_append_creates_the_list_and_extends_it_in_order(ctx: SuiteContext
         "each append is a write: a greater version, which the following get shows."
     )
     check_stamps(second, span, clause="MG-5", what="the SessionInfo append returned")
+    require_aware("MG-5", "the session get() returned", got)
     if got.updated_at < second.updated_at:  # the stored expiry never moved: the write did not slide it
         raise ClauseViolation("TTL-2", f"TTL-2: append returned updated_at {second.updated_at}, but get shows "
                               f"{got.updated_at}: the append did not restart the stored period (every write slides "

@@ -360,7 +360,9 @@ async def _purge_trial(ctx: SuiteContext, u: float) -> None:
         "TTL-5: purge_expired() removed or changed live sessions; it must compute expiry as the last write "
         "(updated_at, touch included) plus each session's own period:" + bullets(changed)
     )
-    assert counted == len(survivors), f"TTL-5: count() after the purge is {counted}, expected {len(survivors)}."
+    if counted != len(survivors):  # the survivors read back intact: a wrong count is count()'s failure first
+        raise ClauseViolation("LS-2", f"TTL-5 (or LS-2, if its own tests fail too): count() after the purge is "
+                              f"{counted}, but {len(survivors)} sessions are live and read back intact.", ("TTL-5",))
     assert again == 0, f"TTL-5: a second purge_expired() right after the first returned {again}, expected 0."
     raw_ttl = ctx.target.raw_ttl
     if raw_ttl is not None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sessionspec.conformance.contract import KEEP, Session, SessionNotFound, TtlArg
-from sessionspec.conformance.validation import validate_id
+from sessionspec.conformance.validation import validate_id, validate_owner
 from sessionspec.reference.memory import MemoryStore, clone_json
 
 from ._case import broken
@@ -64,6 +64,7 @@ class CreateDropsOwner(MemoryStore):
 
     async def create(self, state: Mapping[str, Any] | None = None, *, id: str | None = None,
                      owner: str | None = None, ttl: TtlArg = KEEP) -> Session:
+        validate_owner(owner)  # the one bug is forgetting a valid owner, not also accepting an invalid one (ID-3)
         return await super().create(state, id=id, owner=None, ttl=ttl)
 
 
