@@ -306,7 +306,8 @@ async def one_at_a_time(ctx: SuiteContext, seed: int) -> None:
         tracker = Tracker(None)
         scripts = [history_task(id, t, rng) for t in range(CC6_TASKS)]
         last: list[int | None] = [None] * CC6_TASKS
-        turns = [({"call": Call("create", id, {"n": 0, "log": []}, ttl=None).to_json()}, None)]
+        turns: list[tuple[dict[str, Any], int | None]] = [
+            ({"call": Call("create", id, {"n": 0, "log": []}, ttl=None).to_json()}, None)]
         turns += [(script[n], t) for n in range(3) for t, script in enumerate(scripts)]
         for turn, task in turns:
             call = Call.from_json(turn["call"])
