@@ -109,6 +109,9 @@ async def _write_slides(store: SessionStore, name: str, ttl: float) -> None:
                                      c, ttl)
     if isinstance(info, SessionInfo):
         check_stamps(info, w, clause="TTL-2", what=f"the SessionInfo {name} returned")
+        if info.ttl != ttl:  # the write changed the period it should keep: TTL-3's rule, not the slide's
+            raise ClauseViolation("TTL-3", f"could not check TTL-2: {name} (ttl=KEEP) reported ttl {info.ttl!r}, not "
+                                  f"the session's {ttl:g}: KEEP keeps the period — see TTL-3", ("TTL-2",))
     await look(store, created.id, w, ttl, at=dead_from(c, ttl), want=True, clause="TTL-2",
                what=f"read past the create's deadline, {w.start - c.start:.2f} s after a {name}",
                hint=f"{name} must restart the period from its own instant (sliding expiry); a write that does not "
