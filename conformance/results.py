@@ -3,7 +3,8 @@
 The terminal table, JSON, JUnit and Markdown writers all read a :class:`RunResult`,
 so they can never disagree. The verdict rules (docs/spec.md, "Verdicts"):
 a clause fails if any of its tests fails; passes if at least one passed and none
-failed; is skipped when all its tests were skipped (``n/a`` when the reason says it
+failed or was kept from checking it by another clause's failure (then it is not checked,
+naming that clause); is skipped when all its tests were skipped (``n/a`` when the reason says it
 does not apply). A clause in the divergence ledger that fails is a known divergence;
 one that passes is a stale entry and fails the run.
 """

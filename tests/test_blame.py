@@ -68,3 +68,19 @@ def test_cc_6_is_not_checked_when_its_calls_made_one_at_a_time_already_break_a_c
 @pytest.mark.parametrize("name", ["check_then_write_cas", "read_cache_never_invalidated"])
 def test_cc_6_still_fails_a_store_whose_bug_is_its_own(name: str) -> None:
     assert _verdicts(name, "linearizable")["CC-6"].failing
+
+
+@pytest.mark.parametrize(("name", "clauses", "bug_clause"), [
+    ("append_does_not_slide", ["TTL-2", "LS-1", "LS-2"], "TTL-2"),  # the slid listing's premise: get finds them
+    ("create_drops_owner", ["LC-1", "LS-1", "LS-2", "CC-5", "ID-3"], "LC-1"),  # owners kept, a lost owner no leak
+    ("naive_datetimes", ["LC-1", "TTL-2", "TTL-3", "MG-5", "LS-1"], "LC-1"),  # aware stamps are LC-1's rule
+    ("save_keep_resets_ttl", ["TTL-2", "TTL-3", "VER-2"], "TTL-3"),  # a write that changed its period
+    ("index_scored_on_create", ["TTL-5", "LS-1", "LS-2"], "LS-1"),  # a count after a purge is LS-2's
+], ids=lambda v: v if isinstance(v, str) and "_" in v else "")
+def test_one_bug_fails_its_own_clauses_only(name: str, clauses: list[str], bug_clause: str) -> None:
+    result = run_suite(BROKEN[name].target(), clauses=clauses)
+    failed = [c.clause.id for c in result.failures]
+    intended = BROKEN[name].clauses
+    assert failed and failed[0] in intended and set(failed) <= set(intended), (
+        f"{name} ({BROKEN[name].description}) fails {failed}; its one bug breaks {intended}")
+    assert bug_clause in failed
