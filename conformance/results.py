@@ -3,7 +3,8 @@
 The terminal table, JSON, JUnit and Markdown writers all read a :class:`RunResult`,
 so they can never disagree. The verdict rules (docs/spec.md, "Verdicts"):
 a clause fails if any of its tests fails; passes if at least one passed and none
-failed; is skipped when all its tests were skipped (``n/a`` when the reason says it
+failed or was kept from checking it by another clause's failure (then it is not checked,
+naming that clause); is skipped when all its tests were skipped (``n/a`` when the reason says it
 does not apply). A clause in the divergence ledger that fails is a known divergence;
 one that passes is a stale entry and fails the run.
 """
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 NOT_APPLICABLE = "not applicable"
+NOT_CHECKED = "not checked: "
+"""The message of a test outcome kept from checking its clause by another clause's failure."""
 """Skip reasons starting with this mark a clause that cannot apply to the target (FL-1 on memory)."""
 
 TestStatus = Literal["passed", "failed", "skipped", "error"]
@@ -41,6 +44,12 @@ PARTIAL_LEVEL = "not determined (partial run)"
 LEVEL_CAPABILITIES: dict[str, set[str]] = {
     "core": {"core"}, "core+atomic": {"core", "atomic"}, "full": {"core", "atomic", "listing", "shared", "durable"}}
 """What each level vouches for: its not-checked clauses are named beside it."""
+MANAGER_CLAUSES: frozenset[str] = frozenset(
+    {"MG-3", "MG-4", *(f"MG-{n}" for n in range(6, 15)), *(f"SC-{n}" for n in range(1, 6))})
+"""The clauses of the reference SessionManager on the store (test_manager, test_scenarios): not the store's own."""
+CATCH_ALL: frozenset[str] = frozenset({"CC-6"})
+"""Clauses whose check shows the symptom of many bugs (a non-linearizable history): listed after the clauses
+whose own tests name the bug (a lost append is CC-7's, and also leaves a history CC-6 cannot explain)."""
 SHARED_RUN = "[shared"
 """The parameter id of the CC tests' cross-process variant (test_concurrency.TOPOLOGIES)."""
 
@@ -126,10 +135,12 @@ class RunResult:
             counted = self.counted_against(test, own)
             for cid in counted:
                 by_clause.setdefault(cid, []).append(test)
-            if test.blame and test.status in ("failed", "error"):
+            under = self._store_under_manager(test, own)
+            if (test.blame or under) and test.status in ("failed", "error"):
                 # blamed on another clause: for its own clauses the test checked nothing
-                unchecked = replace(test, status="skipped", blame=(),
-                                    message=f"not checked: {test.message.splitlines()[0] if test.message else ''}")
+                first = test.message.splitlines()[0] if test.message else ""
+                why = f"the store under the manager fails {under} — see {under} ({first})" if under else first
+                unchecked = replace(test, status="skipped", blame=(), message=f"{NOT_CHECKED}{why}")
                 for cid in test.clauses:
                     if cid not in counted and (self.selected is None or cid in self.selected):
                         by_clause.setdefault(cid, []).append(unchecked)
@@ -144,19 +155,38 @@ class RunResult:
         run narrowed by --clause counts a test only for the selected clauses.
         """
         ids = test.clauses
-        if test.status in ("failed", "error") and (test.blame or len(ids) > 1):
+        if test.status in ("failed", "error") and (test.blame or len(ids) > 1 or set(ids) <= MANAGER_CLAUSES):
             own = self._own_failures() if own is None else own
             if test.blame:
-                ids = (next((c for c in test.blame if c in own), test.blame[0]),)
+                ids = (_resolve(test, own),)
+            elif under := self._store_under_manager(test, own):
+                ids = (under,)
             else:
                 ids = tuple(cid for cid in ids if cid in own) or ids
         if self.selected is not None:
             ids = tuple(cid for cid in ids if cid in self.selected)
         return ids
 
+    def _store_under_manager(self, test: TestOutcome, own: set[str]) -> str | None:
+        """For a failed manager test with no blame of its own: the first store clause that fails its own tests.
+
+        The manager clauses check the reference SessionManager *on* the store; it is the code under test
+        only while the store keeps its own contract. On a store that already fails a store clause the
+        manager test cannot tell its failure from that bug's: it is not checked, and names the clause."""
+        if test.blame or test.status not in ("failed", "error") or not set(test.clauses) <= MANAGER_CLAUSES:
+            return None
+        return next((c.id for c in clauses_for(self.spec_version) if c.id in own and c.id not in MANAGER_CLAUSES),
+                    None)
+
     def _own_failures(self) -> set[str]:
-        """Clauses failed by a test that names only them (their dedicated tests)."""
-        return {t.clauses[0] for t in self.tests if len(t.clauses) == 1 and t.status in ("failed", "error")}
+        """Clauses that fail on their dedicated tests (tests that name only them).
+
+        A dedicated test whose failure names another clause (a setup or a re-read spoiled by another
+        clause's bug) counts for the clause it is blamed on, not for its own: otherwise one bug that
+        spoils many clauses' checks would draw every multi-clause failure onto all of them."""
+        failed = [t for t in self.tests if len(t.clauses) == 1 and t.status in ("failed", "error")]
+        plain = {t.clauses[0] for t in failed if not t.blame}
+        return plain | {_resolve(t, plain) for t in failed if t.blame}
 
     def _verdict(self, clause: Clause, tests: list[TestOutcome]) -> ClauseResult:
         claimed = clause.capability in self.capabilities
@@ -171,10 +201,15 @@ class RunResult:
                         key=lambda t: (t.clauses != (clause.id,), len(t.clauses)))
         """Its dedicated tests first: their message says what to fix in this clause's terms."""
         passed = [t for t in tests if t.status == "passed"]
+        spoiled = [t for t in tests if t.status == "skipped" and t.message.startswith(NOT_CHECKED)
+                   and t.clauses == (clause.id,)]
+        """Its dedicated tests that another clause's failure kept from running in full: no pass without them."""
         if failed:
             if ledger is not None:
                 return ClauseResult(clause, "divergence", tests, ledger, claimed)
             return ClauseResult(clause, "fail", tests, failed[0].message, claimed)
+        if spoiled:
+            return ClauseResult(clause, "skip", tests, spoiled[0].message, claimed)
         if passed:
             if ledger is not None:
                 return ClauseResult(
@@ -189,7 +224,8 @@ class RunResult:
 
     @property
     def failures(self) -> list[ClauseResult]:
-        return [c for c in self.clauses if c.failing]
+        """Failing clauses in spec order, the catch-all CC-6 last: the first one shown says what to fix."""
+        return sorted((c for c in self.clauses if c.failing), key=lambda c: c.clause.id in CATCH_ALL)
 
     @property
     def claimed_skips(self) -> list[ClauseResult]:
@@ -254,6 +290,13 @@ class RunResult:
         for c in self.clauses:
             tally[c.verdict] = tally.get(c.verdict, 0) + 1
         return tally
+
+
+def _resolve(test: TestOutcome, own: set[str]) -> str:
+    """The clause a blamed failure counts against: the first of its blame that fails its own tests, or that
+    is the failing test's own clause (a dedicated test's fallback), else the clause it names first."""
+    mine = test.clauses if len(test.clauses) == 1 else ()
+    return next((c for c in test.blame if c in own or c in mine), test.blame[0])
 
 
 def load_divergences(path: str | Path) -> dict[str, str]:

@@ -42,7 +42,7 @@ class Blame:
 
 
 def failed_clauses(result: RunResult) -> tuple[str, ...]:
-    return tuple(c.clause.id for c in result.clauses if c.verdict in ("fail", "stale-divergence"))
+    return tuple(c.clause.id for c in result.failures)  # the order the report shows them in
 
 
 def measure(case: BrokenCase, keyword: str | None = None) -> Blame:

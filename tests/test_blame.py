@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from sessionspec.conformance.results import ClauseResult
 from sessionspec.conformance.runner import run_suite
 from tests.broken import BROKEN
 
@@ -37,3 +38,49 @@ def test_the_model_check_catches_the_bug_and_blames_its_clause_only(name: str, c
     for t in failed_tests:
         assert t.message.startswith(f"{clause_id}: "), f"the first line names the clause: {t.message[:120]}"
         assert "@reproduce_failure" not in t.message and "--replay " in t.message, t.message[-300:]
+
+
+# -- one bug, one clause: the cascades of the full run, pinned (issue 12, "done when" item 2) -------------------
+def _verdicts(name: str, keyword: str | None = None) -> dict[str, ClauseResult]:
+    return {c.clause.id: c for c in run_suite(BROKEN[name].target(), keyword=keyword).clauses}
+
+
+def test_a_get_that_slides_the_expiry_fails_ttl_2_alone_and_the_checks_it_spoils_say_not_checked() -> None:
+    """17 clauses failed for this one bug: every "nothing changed" re-read and get() == create() compared whole
+    sessions, whose updated_at/expires_at the read itself moved. Those checks now name TTL-2, never pass."""
+    verdicts = _verdicts("get_slides_expiry")
+    failed = [cid for cid, c in verdicts.items() if c.failing]
+    assert failed == ["TTL-2"], failed
+    for cid in ("LC-1", "MG-2", "MG-5", "FL-4", "VER-2"):
+        assert verdicts[cid].verdict == "skip" and "see TTL-2" in verdicts[cid].reason, (cid, verdicts[cid].reason)
+
+
+@pytest.mark.parametrize(("name", "clause_id"), [("delete_always_true", "LC-4"),
+                                                 ("apply_ignores_expected_version", "MG-2")])
+def test_cc_6_is_not_checked_when_its_calls_made_one_at_a_time_already_break_a_clause(name: str,
+                                                                                     clause_id: str) -> None:
+    """CC-6's premise runs its own scripts one call at a time: a bug one caller sees is that clause's."""
+    verdicts = _verdicts(name, "linearizable or delete_returns or stale_expected or concurrent_optimistic")
+    assert verdicts[clause_id].failing
+    assert verdicts["CC-6"].verdict == "skip" and f"see {clause_id}" in verdicts["CC-6"].reason, verdicts["CC-6"]
+
+
+@pytest.mark.parametrize("name", ["check_then_write_cas", "read_cache_never_invalidated"])
+def test_cc_6_still_fails_a_store_whose_bug_is_its_own(name: str) -> None:
+    assert _verdicts(name, "linearizable")["CC-6"].failing
+
+
+@pytest.mark.parametrize(("name", "clauses", "bug_clause"), [
+    ("append_does_not_slide", ["TTL-2", "LS-1", "LS-2"], "TTL-2"),  # the slid listing's premise: get finds them
+    ("create_drops_owner", ["LC-1", "LS-1", "LS-2", "CC-5", "ID-3"], "LC-1"),  # owners kept, a lost owner no leak
+    ("naive_datetimes", ["LC-1", "TTL-2", "TTL-3", "MG-5", "LS-1"], "LC-1"),  # aware stamps are LC-1's rule
+    ("save_keep_resets_ttl", ["TTL-2", "TTL-3", "VER-2"], "TTL-3"),  # a write that changed its period
+    ("index_scored_on_create", ["TTL-5", "LS-1", "LS-2"], "LS-1"),  # a count after a purge is LS-2's
+], ids=lambda v: v if isinstance(v, str) and "_" in v else "")
+def test_one_bug_fails_its_own_clauses_only(name: str, clauses: list[str], bug_clause: str) -> None:
+    result = run_suite(BROKEN[name].target(), clauses=clauses)
+    failed = [c.clause.id for c in result.failures]
+    intended = BROKEN[name].clauses
+    assert failed and failed[0] in intended and set(failed) <= set(intended), (
+        f"{name} ({BROKEN[name].description}) fails {failed}; its one bug breaks {intended}")
+    assert bug_clause in failed

@@ -87,3 +87,36 @@ def test_shared_does_not_hold_when_every_shared_run_was_skipped() -> None:
     assert not result.level.startswith("full"), result.level
     ran = TestOutcome("cc1s", "test_cc1[shared]", ("CC-1",), "passed", 0.0)
     assert "shared" in _full(caps, ran).earned_capabilities
+
+
+# -- one bug, one clause (issue 12, "done when" item 2) ----------------------------------------------------
+def test_a_manager_failure_on_a_store_that_fails_its_own_clause_is_not_checked_naming_it() -> None:
+    """The manager clauses test the reference SessionManager on the store: a store bug is not the manager's."""
+    result = RunResult("t", "t", frozenset({"core", "atomic"}), "1.0", [
+        _t("cc7", ("CC-7",), "failed"), _t("mg9", ("MG-9",), "failed"), _t("sc5", ("SC-5",), "failed")], 0.0, "now")
+    verdicts = {c.clause.id: c for c in result.clauses}
+    assert [c.clause.id for c in result.failures] == ["CC-7"]
+    assert verdicts["MG-9"].verdict == "skip" and "see CC-7" in verdicts["MG-9"].reason
+
+
+def test_a_manager_failure_on_a_sound_store_fails_its_clause() -> None:
+    verdicts = _run(_t("lc1", ("LC-1",), "passed"), _t("mg9", ("MG-9",), "failed"))
+    assert verdicts == {"LC-1": "pass", "MG-9": "fail"}
+
+
+def test_a_dedicated_test_spoiled_by_another_clause_leaves_its_clause_not_checked_not_passed() -> None:
+    """A clause passes only on its own tests run in full: one passing test beside a spoiled one is no pass."""
+    result = RunResult("t", "t", frozenset({"core"}), "1.0", [
+        _t("lc1-a", ("LC-1",), "passed"), _b("lc1-b", ("LC-1",), ("TTL-2", "LC-1")),
+        _t("ttl2", ("TTL-2",), "failed")], 0.0, "now")
+    verdicts = {c.clause.id: c for c in result.clauses}
+    assert verdicts["LC-1"].verdict == "skip" and verdicts["LC-1"].reason.startswith("not checked: TTL-2")
+    assert [c.clause.id for c in result.failures] == ["TTL-2"]
+
+
+def test_a_dedicated_failure_blamed_elsewhere_does_not_draw_a_model_failure_onto_its_clause() -> None:
+    """LC-2's test failed only because of TTL-2's bug; an unexplained model failure tagged LC-2 and TTL-2
+    counts against TTL-2 alone."""
+    verdicts = _run(_b("lc2", ("LC-2",), ("TTL-2", "LC-2")), _t("ttl2", ("TTL-2",), "failed"),
+                    _t("model", ("LC-2", "TTL-2"), "failed"))
+    assert verdicts["TTL-2"] == "fail" and verdicts["LC-2"] == "skip"

@@ -22,6 +22,7 @@ import pytest
 
 from sessionspec.conformance.context import SuiteContext, new_namespace
 from sessionspec.conformance.contract import SessionStore
+from sessionspec.conformance.results import ClauseViolation
 
 from ._timing import Span, dead_from, retrying, sleep_until, timed, within, write_while_live
 from ._values import bullets
@@ -83,12 +84,27 @@ async def _slid_trial(store: SessionStore, ttl: float, kinds: tuple[str, ...], p
     problems, probed = await timed(probe(store, slid))
     within(clause_id, "the listing after the first deadline", probed, writes.start + ttl)
     if problems:
+        await _gone_for_get_too(store, slid, clause_id, writes.start + ttl)
         pytest.fail(
             f"{clause_id}: sessions kept alive by writes (each kind: {', '.join(kinds)}) past their first deadline "
             f"(ttl {ttl:g} s) must still be {'listed' if clause_id == 'LS-1' else 'counted'}, by owner and in "
             "total; an index scored with the expiry only on create (a sorted set written by create alone) drops "
             "them although they are live "
             "(TTL-2):" + bullets(problems), pytrace=False)
+
+
+async def _gone_for_get_too(store: SessionStore, slid: Slid, clause_id: str, deadline: float) -> None:
+    """The premise of a listing failure here: the written sessions are live. If get() finds some gone too
+    (before the slid deadline), the writes did not slide their expiry: TTL-2's bug, and ``clause_id``'s
+    listing was not what failed — it is not checked."""
+    ids = sorted(slid.everyone)
+    got, read = await timed(asyncio.gather(*(store.get(i) for i in ids)))
+    within(clause_id, "the get() after the listing", read, deadline)
+    gone = [i for i, s in zip(ids, got, strict=True) if s is None]
+    if gone:
+        raise ClauseViolation("TTL-2", f"could not check {clause_id}: {len(gone)} of {len(ids)} sessions written "
+                              "late in their period were gone for get() too, past their first deadline (e.g. "
+                              f"{gone[:3]}): the writes did not slide the expiry — see TTL-2", (clause_id,))
 
 
 async def _listed(store: SessionStore, owner: str | None) -> list[str]:

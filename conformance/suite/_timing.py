@@ -27,6 +27,9 @@ from typing import Final, TypeVar
 import pytest
 
 from sessionspec.conformance.contract import Session, SessionInfo, SessionNotFound, SessionStore
+from sessionspec.conformance.results import ClauseViolation
+
+from ._values import reads_slide, slid_by_reads
 
 __all__ = [
     "CLOCK_TOLERANCE",
@@ -178,6 +181,17 @@ async def look(store: SessionStore, id: str, write: Span, ttl: float, *, at: flo
     """``get`` the session at monotonic time ``at`` and judge the answer against the period."""
     await sleep_until(at)
     got, read = await timed(store.get(id))
+    if got is not None and clause != "TTL-2" and verdict(write, ttl, read) is False \
+            and await reads_slide(store, got, await store.get(id)):
+        raise slid_by_reads(clause, f"{what}: the session (ttl={ttl:g} s) was still visible "
+                            f"{read.start - write.end:.3f} s after its last write returned")
+    if got is not None and clause != "TTL-1" and verdict(write, ttl, read) is False and got.expires_at is not None \
+            and got.expires_at.timestamp() + GRACE <= read.wall_start:
+        # the store's own expires_at had passed: the period was right, the read showed an expired session
+        late = read.wall_start - got.expires_at.timestamp()
+        raise ClauseViolation("TTL-1", f"{clause}: {what}: get() returned a session whose own expires_at "
+                              f"({got.expires_at.isoformat()}) had passed {late:.3f} s before: an expired session "
+                              "must be invisible from ttl + 0.25 s on — see TTL-1", (clause,))
     judge(clause, what, write, ttl, read, got is not None, want=want, hint=hint)
     return got
 
@@ -232,12 +246,14 @@ async def gather_all(*aws: Awaitable[object]) -> None:
     results = await asyncio.gather(*aws, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     failures = [e for e in errors if not isinstance(e, Inconclusive)]
+    failures = [e for e in failures if not isinstance(e, ClauseViolation)] or failures  # own failures first
     if not failures:
         if errors:
             raise errors[0]
         return
     outcome_types = (AssertionError, pytest.fail.Exception)
-    if all(isinstance(e, outcome_types) for e in failures) and len(failures) > 1:
+    if all(isinstance(e, outcome_types) and not isinstance(e, ClauseViolation) for e in failures) \
+            and len(failures) > 1:
         pytest.fail("\n".join(str(e).removeprefix("AssertionError: ") for e in failures), pytrace=False)
     first = failures[0]
     for other in failures[1:]:
@@ -253,11 +269,12 @@ def check_stamps(info: SessionInfo, call: Span, *, clause: str, what: str) -> No
     for name, moment in stamps.items():
         if moment is None and name == "expires_at":
             continue
-        assert isinstance(moment, datetime) and moment.tzinfo is not None and moment.utcoffset() == timedelta(0), (
-            f"{clause}: {what}: {name}={moment!r} is not a timezone-aware UTC datetime. Every timestamp must be "
-            "aware with utcoffset() == 0; naive or local-time datetimes break expiry as soon as the server "
-            "and the client disagree on the zone (google/adk-python#1848)."
-        )
+        if not (isinstance(moment, datetime) and moment.tzinfo is not None and moment.utcoffset() == timedelta(0)):
+            # one rule for every SessionInfo (§4.7), checked first on create's (LC-1): the verdict goes there
+            raise ClauseViolation(
+                "LC-1", f"{clause}: {what}: {name}={moment!r} is not a timezone-aware UTC datetime. Every timestamp "
+                "must be aware with utcoffset() == 0; naive or local-time datetimes break expiry as soon as the "
+                "server and the client disagree on the zone (google/adk-python#1848).", (clause,))
     assert info.created_at <= info.updated_at, (
         f"{clause}: {what}: created_at {info.created_at} is after updated_at {info.updated_at}; updated_at is "
         "the last write, which can never precede the create."

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import pytest
 
-from sessionspec.conformance.contract import BackendUnavailable, Session, SessionStore
+from sessionspec.conformance.contract import BackendUnavailable, Session, SessionInfo, SessionStore
 from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.validation import INT64_MAX, INT64_MIN, dump_json
 
@@ -35,9 +36,14 @@ __all__ = [
     "describe_change",
     "disturbed",
     "json_diff",
+    "moved_by_reads",
     "raises",
+    "reads_slide",
     "refusal",
+    "require_aware",
     "short",
+    "slid_by_reads",
+    "unless_reads_slide",
 ]
 
 E = TypeVar("E", bound=BaseException)
@@ -261,11 +267,82 @@ def _plain(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else repr(value)
 
 
-async def disturbed(store: SessionStore, expected: Mapping[str, Session | None]) -> list[str]:
-    """Every id in ``expected`` that no longer reads back exactly as recorded (None: must be absent)."""
+READ_STAMPS: Final = ("updated_at", "expires_at")
+"""What a ``get`` that slides the expiry (TTL-2's bug) moves: a re-read cannot tell a change of these apart."""
+
+
+def _stamps_only(want: Session, got: Session) -> bool:
+    """``got`` is ``want`` with updated_at/expires_at moved later, and nothing else changed."""
+    if got.updated_at <= want.updated_at:
+        return False
+    same = replace(got, updated_at=want.updated_at, expires_at=want.expires_at)
+    return same == want or repr(same) == repr(want)
+
+
+async def reads_slide(store: SessionStore, want: Session | None, got: Session | None) -> bool:
+    """Two reads of one session differ only in updated_at/expires_at, and ``get`` alone moves them again.
+
+    Then the re-read that was to show "nothing changed" was itself a write (TTL-2: reads must not slide the
+    expiry), and the difference says nothing about the call under test."""
+    if want is None or got is None or not _stamps_only(want, got):
+        return False
+    last = got
+    for _ in range(3):  # a coarse clock may give two quick reads one stamp: look a few times
+        again = await store.get(got.id)
+        if again is None:
+            return False
+        if again.updated_at > last.updated_at and _stamps_only(last, again):
+            return True
+        last = again
+    return False
+
+
+async def moved_by_reads(store: SessionStore, info: SessionInfo, got: Session | None) -> bool:
+    """``got`` shows later updated_at/expires_at than the write that returned ``info``, and reads move them."""
+    if got is None or got.updated_at <= info.updated_at:
+        return False
+    return await reads_slide(store, replace(got, updated_at=info.updated_at, expires_at=info.expires_at), got)
+
+
+def require_aware(clause_id: str, what: str, *infos: SessionInfo | None) -> None:
+    """Premise of comparing timestamps: they are aware UTC datetimes (§4.7, first checked by LC-1). A naive one
+    cannot be compared with an aware one at all: that is LC-1's failure, and ``clause_id`` is not checked."""
+    for info in infos:
+        naive = [f"{name}={moment!r}" for name in ("created_at", "updated_at", "expires_at")
+                 if isinstance(moment := getattr(info, name, None), datetime) and moment.tzinfo is None]
+        if naive:
+            raise ClauseViolation("LC-1", f"could not check {clause_id}: {what} carries naive datetimes "
+                                  f"({naive[0]}); every timestamp must be timezone-aware UTC — see LC-1", (clause_id,))
+
+
+def slid_by_reads(clause_id: str, what: str) -> ClauseViolation:
+    """The verdict for a check a read-sliding store made impossible: not checked, see TTL-2."""
+    return ClauseViolation("TTL-2", f"could not check {clause_id}: {what}, and get() itself moves updated_at and "
+                           "expires_at (a read slid the expiry), so no read can show what the check needs — see "
+                           "TTL-2 (reads must not extend the period)", (clause_id,))
+
+
+async def unless_reads_slide(store: SessionStore, clause_id: str, what: str, want: Session | None,
+                             got: Session | None) -> None:
+    """Before failing ``clause_id`` on ``want != got``: raise TTL-2's failure instead if reads slide the expiry
+    and that is all that differs (a store whose ``get`` is a write fails TTL-2, not every "nothing changed")."""
+    if want != got and await reads_slide(store, want, got):
+        raise slid_by_reads(clause_id, what)
+
+
+async def disturbed(store: SessionStore, expected: Mapping[str, Session | None],
+                    clause_id: str | None = None) -> list[str]:
+    """Every id in ``expected`` that no longer reads back exactly as recorded (None: must be absent).
+
+    ``clause_id``: when every difference is only the read stamps moved by reads themselves, raise
+    TTL-2's failure ("could not check ``clause_id``") instead of returning them."""
     got = await asyncio.gather(*(store.get(i) for i in expected))
-    return [f"{i!r}: {describe_change(want, have)}"
-            for (i, want), have in zip(expected.items(), got, strict=True) if have != want]
+    changed = [(i, want, have) for (i, want), have in zip(expected.items(), got, strict=True) if have != want]
+    if clause_id is not None and changed:
+        slid = [await reads_slide(store, want, have) for _, want, have in changed]
+        if all(slid):
+            raise slid_by_reads(clause_id, f"{len(changed)} sessions re-read with only updated_at/expires_at moved")
+    return [f"{i!r}: {describe_change(want, have)}" for i, want, have in changed]
 
 
 def bullets(lines: list[str], limit: int = 12) -> str:

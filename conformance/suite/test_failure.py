@@ -32,7 +32,7 @@ from sessionspec.conformance.contract import (
 from sessionspec.conformance.results import NOT_APPLICABLE, ClauseViolation
 
 from ._timing import Span, Stopwatch
-from ._values import bullets, describe_change, disturbed, short
+from ._values import bullets, describe_change, disturbed, reads_slide, short, slid_by_reads, unless_reads_slide
 
 FL_BOUND = 5.0
 """FL-1: the default bound within which every operation must give up with BackendUnavailable."""
@@ -180,6 +180,7 @@ async def test_the_same_store_instance_works_again_after_the_backend_returns(ctx
     got = await _eventually("get()", lambda: store.get(session.id), deadline)
     ctx.attach("FL-2 seconds to first success", round(time.monotonic() - started, 3))
     if ctx.claims("durable"):
+        await unless_reads_slide(store, "FL-2", "the session written before the outage", session, got)
         assert got == session, (
             f"FL-2: the session written before the outage changed (the store claims durable): "
             f"{describe_change(session, got)}"
@@ -231,7 +232,7 @@ async def test_live_sessions_survive_a_backend_restart(ctx: SuiteContext) -> Non
         pytest.skip(f"{NOT_APPLICABLE}: stop_backend/start_backend only flipped a fault proxy, so the data never "
                     "left the running server; FL-3 (durability) needs hooks that stop and restart the real server")
     await _eventually("get()", lambda: store.get(permanent.id), time.monotonic() + RECOVERY_LIMIT)
-    changed = await disturbed(store, before)
+    changed = await disturbed(store, before, "FL-3")
     assert not changed, (
         "FL-3: a store that claims `durable` must bring back every live session exactly (state, owner, ttl, "
         "version, timestamps; expiry continuing from the last write) and keep deleted ones deleted after a "
@@ -376,6 +377,8 @@ async def _cancelled_writes(store: SessionStore, name: str, spec: Cancellable) -
         ended = await cancel(lambda: spec.call(store, sid))  # noqa: B023 - awaited right here
         after = await store.get(sid)
         problem = _whole(spec, before, after, ended)
+        if problem and await reads_slide(store, before, after):
+            raise slid_by_reads("FL-4", f"{name} {how}: the session re-read after the cancellation")
         if problem:
             failures.append(f"{name} {how}: {problem}")
     return failures

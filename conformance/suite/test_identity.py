@@ -151,7 +151,7 @@ async def test_tricky_ids_never_reach_another_session(ctx: SuiteContext) -> None
     wrong = [f"{sid!r} reads back as {short(s)}" for sid, s in expected.items()
              if s is None or s.id != sid or s.state != {"me": sid} or s.owner != sid]
     assert not wrong, "ID-2: create() did not keep the id/owner literally:" + bullets(wrong)
-    changed = await disturbed(store, expected)
+    changed = await disturbed(store, expected, "ID-2")
     assert not changed, "ID-2: get() of a tricky id returned another session's data:" + bullets(changed)
 
     # Patterns first, a few at a time: if one acts on its neighbours, they are still there to notice, and
@@ -159,7 +159,7 @@ async def test_tricky_ids_never_reach_another_session(ctx: SuiteContext) -> None
     for batch in _batches(TRICKY_IDS, NEIGHBOUR_CHECK_EVERY):
         for sid in batch:
             expected[sid] = await _write_everything(store, sid)
-        changed = await disturbed(store, expected)
+        changed = await disturbed(store, expected, "ID-2")
         assert not changed, (
             f"ID-2: save/apply/append/touch on the ids {short(list(batch), 100)} changed other sessions; ids must "
             f"be literal (no glob, LIKE, regex, path or hash-tag meaning):" + bullets(changed)
@@ -171,7 +171,7 @@ async def test_tricky_ids_never_reach_another_session(ctx: SuiteContext) -> None
                 f"among {short(list(batch), 100)} removed it too, or the id is not matched literally."
             )
             expected[sid] = None
-        changed = await disturbed(store, expected)
+        changed = await disturbed(store, expected, "ID-2")
         assert not changed, (
             f"ID-2: delete() of the ids {short(list(batch), 100)} removed or changed other sessions, or not its "
             f"own; delete must match the id exactly (a glob/LIKE delete takes every matching session with it):"
@@ -281,7 +281,7 @@ async def test_invalid_ids_and_owners_are_refused_and_nothing_is_written(ctx: Su
         f"ID-3: {operation} must raise InvalidSessionId (a ValueError) for every invalid id/owner, before any "
         f"backend call; instead:" + bullets(failures)
     )
-    changed = await disturbed(store, expected)
+    changed = await disturbed(store, expected, "ID-3")
     assert not changed, (
         f"ID-3: a refused {operation} still wrote something: the invalid id was sanitised (stripped, truncated "
         f"or replaced) and written under another id:" + bullets(changed)
@@ -329,7 +329,7 @@ async def test_invalid_ttls_are_refused_and_nothing_changes(ctx: SuiteContext, o
         f"TTL-0: {operation}(ttl=...) must raise InvalidTtl (a ValueError) unless ttl is KEEP, None or a finite "
         f"number > 0 (not a bool); instead:" + bullets(failures)
     )
-    changed = await disturbed(store, expected)
+    changed = await disturbed(store, expected, "TTL-0")
     assert not changed, f"TTL-0: a refused {operation} still changed something:" + bullets(changed)
 
 

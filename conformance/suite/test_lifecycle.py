@@ -22,7 +22,17 @@ from sessionspec.conformance.validation import GENERATED_ID_PATTERN
 
 from ._overlap import overlapped
 from ._timing import SHORT_TTL, Span, check_stamps, dead_from, sleep_until, timed
-from ._values import bullets, count_unchanged, describe_change, json_diff, raises, refusal, setting_up, short
+from ._values import (
+    bullets,
+    count_unchanged,
+    describe_change,
+    json_diff,
+    raises,
+    refusal,
+    setting_up,
+    short,
+    unless_reads_slide,
+)
 
 STATE: dict[str, Any] = {"a": 1, "nested": {"list": [1, 2.5, None, True], "text": "héllo"}}
 TTL_ARGS: dict[str, Any] = {"KEEP": KEEP, "None": None, "60": 60, "1234.5": 1234.5}
@@ -87,6 +97,7 @@ async def test_create_returns_what_it_was_given_and_get_returns_it_field_by_fiel
         )
         check_stamps(created, span, clause="LC-1", what=what)
         got = await store.get(created.id)
+        await unless_reads_slide(store, "LC-1", f"get() right after {what}", created, got)
         assert got == created, (
             f"LC-1: get() right after {what} must return the same session field by field (state, owner, ttl, "
             f"version, timestamps): {describe_change(created, got)}"
@@ -111,6 +122,7 @@ async def test_create_on_a_live_id_raises_session_exists_and_changes_nothing(ctx
                      f"LC-2: create(id='taken', {kwargs}) over a live session must raise SessionExists (SET NX, "
                      "INSERT without ON CONFLICT DO UPDATE).")
         after = await store.get("taken")
+        await unless_reads_slide(store, "LC-2", f"a refused create(id='taken', {kwargs})", before, after)
         assert after == before, (
             f"LC-2: a refused create(id='taken', {kwargs}) still changed the live session: "
             f"{describe_change(before, after)}"
@@ -151,6 +163,7 @@ async def test_create_on_a_dead_id_starts_a_new_incarnation(ctx: SuiteContext, e
     assert not problems, f"LC-2: {what} must start from nothing, but:" + bullets(problems)
     check_stamps(new, span, clause="LC-2", what=what)
     got = await store.get("reborn")
+    await unless_reads_slide(store, "LC-2", f"get() after {what}", new, got)
     assert got == new, f"LC-2: get() after {what} differs from what create returned: {describe_change(new, got)}"
     await store.append("reborn", "log", [3])
     got = await store.get("reborn")
@@ -249,4 +262,5 @@ async def test_delete_returns_true_only_for_a_live_session(ctx: SuiteContext) ->
         got = await store.get(sid)
         assert got is None, f"LC-4: after delete({sid!r}) get() still returns {short(got)}."
     got = await store.get(neighbour.id)
+    await unless_reads_slide(store, "LC-4", "deleting 'live' left 'live2'", neighbour, got)
     assert got == neighbour, f"LC-4: deleting 'live' changed 'live2': {describe_change(neighbour, got)}"

@@ -24,7 +24,7 @@ from sessionspec.conformance.results import NOT_APPLICABLE
 from ._overlap import overlapped
 from ._slid import counted_after_sliding, listed_after_sliding
 from ._timing import SHORT_TTL, Inconclusive, Span, dead_from, gather_all, retrying, sleep_until, timed
-from ._values import bullets, short
+from ._values import bullets, owners_kept, require_aware, short
 
 MAX_PAGES = 500
 CHURN_CREATES = 12
@@ -102,6 +102,7 @@ async def test_paging_lists_every_live_session_once_in_id_order(ctx: SuiteContex
 
     Beside it (the waits overlap), in a namespace of its own: sessions kept alive past their first
     deadline by each kind of write are still listed (see ``_slid``)."""
+    await owners_kept(ctx.store, "LS-1")
     await gather_all(_paging_everyone(ctx.store), listed_after_sliding(ctx))
 
 
@@ -115,6 +116,8 @@ async def _paging_everyone(store: SessionStore) -> None:
         problems += [f"{i.id!r} is listed as {short(i)}, but get() gives {short(live[i.id].info())}"
                      for i in items if i.id in live and i != live[i.id].info()]
         failures += [f"list(owner={owner!r}, limit={limit}): {p}" for p in problems]
+    if failures:
+        require_aware("LS-1", "a session create() returned", *live.values())
     assert not failures, (
         "LS-1: paging from cursor=None to next_cursor=None must return every live session exactly once, in id "
         "(code point) order, at most `limit` per page, with exactly the owner asked for, the same SessionInfo as "
@@ -238,6 +241,7 @@ async def _count_trial(store: SessionStore, ttl: float) -> None:
 async def test_count_equals_the_live_sessions_overall_and_per_owner(ctx: SuiteContext) -> None:
     """Through creates, deletes and expiries; and, in a namespace of its own, sessions kept alive past their
     first deadline by each kind of write (see ``_slid``)."""
+    await owners_kept(ctx.store, "LS-2")
     await gather_all(retrying("LS-2", lambda ttl: _count_trial(ctx.store, ttl), SHORT_TTL),
                      counted_after_sliding(ctx))
 

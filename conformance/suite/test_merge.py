@@ -22,6 +22,7 @@ from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.worker import perform
 
 from ._timing import check_stamps, timed
+from ._values import moved_by_reads, require_aware, slid_by_reads, unless_reads_slide
 
 TTL = 3600.0
 KINDS = ("save", "apply", "append")
@@ -48,6 +49,7 @@ async def refused(ctx: SuiteContext, before: Session, call: Awaitable[Any], erro
     else:
         pytest.fail(f"{clause_id}: {what} succeeded; it must raise {error.__name__}.", pytrace=False)
     after = await session_now(ctx, before.id, clause_id)
+    await unless_reads_slide(ctx.store, clause_id, f"{what} (refused)", before, after)
     assert after == before, (
         f"{clause_id}: {what} raised {error.__name__} but changed the session: before {before!r}, after {after!r}. "
         "A refused write must change nothing: not the state, the version or the expiry."
@@ -163,10 +165,13 @@ async def test_append_creates_the_list_and_extends_it_in_order(ctx: SuiteContext
         "each append is a write: a greater version, which the following get shows."
     )
     check_stamps(second, span, clause="MG-5", what="the SessionInfo append returned")
+    require_aware("MG-5", "the session get() returned", got)
     if got.updated_at < second.updated_at:  # the stored expiry never moved: the write did not slide it
         raise ClauseViolation("TTL-2", f"TTL-2: append returned updated_at {second.updated_at}, but get shows "
                               f"{got.updated_at}: the append did not restart the stored period (every write slides "
                               "the expiry; RPUSH/HSET without PEXPIRE does this)", ("MG-5",))
+    if await moved_by_reads(ctx.store, second, got):
+        raise slid_by_reads("MG-5", "get() after append shows later updated_at/expires_at than append returned")
     assert (second.updated_at, second.expires_at) == (got.updated_at, got.expires_at), (
         f"MG-5: append returned updated_at {second.updated_at}, expires_at {second.expires_at}, but get shows "
         f"{got.updated_at}, {got.expires_at}. append is a write: it restarts the period, and returns the session's "

@@ -37,7 +37,7 @@ from ._timing import (
     within,
     write_while_live,
 )
-from ._values import bullets, describe_change, owners_kept, short
+from ._values import bullets, describe_change, moved_by_reads, owners_kept, short, slid_by_reads
 
 TTL1_PERIOD = 0.4
 TTL2_PERIOD = 0.6
@@ -111,6 +111,9 @@ async def _write_slides(store: SessionStore, name: str, ttl: float) -> None:
                                      c, ttl)
     if isinstance(info, SessionInfo):
         check_stamps(info, w, clause="TTL-2", what=f"the SessionInfo {name} returned")
+        if info.ttl != ttl:  # the write changed the period it should keep: TTL-3's rule, not the slide's
+            raise ClauseViolation("TTL-3", f"could not check TTL-2: {name} (ttl=KEEP) reported ttl {info.ttl!r}, not "
+                                  f"the session's {ttl:g}: KEEP keeps the period — see TTL-3", ("TTL-2",))
     await look(store, created.id, w, ttl, at=dead_from(c, ttl), want=True, clause="TTL-2",
                what=f"read past the create's deadline, {w.start - c.start:.2f} s after a {name}",
                hint=f"{name} must restart the period from its own instant (sliding expiry); a write that does not "
@@ -205,6 +208,8 @@ async def test_keep_keeps_the_period_none_makes_permanent_and_a_number_sets_one(
             raise ClauseViolation("TTL-2", f"TTL-2: {what} returned updated_at {info.updated_at}, but get() shows "
                                   f"{got.updated_at}: the write did not restart the stored period (every write "
                                   "slides the expiry)", ("TTL-3",))
+        if await moved_by_reads(store, info, got):
+            raise slid_by_reads("TTL-3", f"get() after {what}")
         assert seen == (info.ttl, info.expires_at, info.updated_at), (
             f"TTL-3: get() after {what} reports (ttl, expires_at, updated_at) = {seen}, but the write returned "
             f"{(info.ttl, info.expires_at, info.updated_at)}; the period is stored state, not a side effect."
@@ -365,7 +370,9 @@ async def _purge_trial(ctx: SuiteContext, u: float, left: list[str]) -> None:
         "TTL-5: purge_expired() removed or changed live sessions; it must compute expiry as the last write "
         "(updated_at, touch included) plus each session's own period:" + bullets(changed)
     )
-    assert counted == len(survivors), f"TTL-5: count() after the purge is {counted}, expected {len(survivors)}."
+    if counted != len(survivors):  # the survivors read back intact: a wrong count is count()'s failure first
+        raise ClauseViolation("LS-2", f"TTL-5 (or LS-2, if its own tests fail too): count() after the purge is "
+                              f"{counted}, but {len(survivors)} sessions are live and read back intact.", ("TTL-5",))
     assert again == 0, f"TTL-5: a second purge_expired() right after the first returned {again}, expected 0."
     raw_ttl = ctx.target.raw_ttl
     if raw_ttl is not None:

@@ -17,6 +17,7 @@ from sessionspec.conformance.worker import perform
 
 from ._overlap import overlapped
 from ._timing import GRACE, sleep_until, timed
+from ._values import unless_reads_slide
 
 KINDS = ("save", "apply", "append")
 TTL = 3600.0
@@ -105,11 +106,12 @@ async def _end_incarnation(ctx: SuiteContext, id: str, end: str, last_write: flo
         return
     await sleep_until(last_write + ttl + GRACE)
     got, read = await timed(ctx.store.get(id))
-    assert got is None, (
-        f"VER-2 (needs TTL-1): the session (ttl {ttl:g} s) was still visible {read.start - last_write:.3f} s after "
-        "its last write returned, so it could not be recreated as a new incarnation. It must be invisible "
-        "from ttl + 0.25 s on."
-    )
+    if got is not None:  # VER-2's setup: the period is the owner's business (TTL-3 if the writes changed it)
+        see = ("TTL-3", "TTL-1") if got.ttl != ttl else ("TTL-1", "TTL-3")
+        raise ClauseViolation(see[0], f"could not check VER-2: the session (ttl {ttl:g} s, now reporting ttl "
+                              f"{got.ttl!r}) was still visible {read.start - last_write:.3f} s after its last write "
+                              "returned, so it could not be recreated as a new incarnation. It must be invisible from "
+                              f"ttl + 0.25 s on — see {' / '.join(see)}", see[1:])
 
 
 async def _stale_versions_conflict_at_all(store: SessionStore, kind: str) -> None:
@@ -157,6 +159,7 @@ async def test_a_recreated_id_never_reuses_a_version_and_old_versions_conflict(c
                         f"{stale} is a version of the deleted one (now at {before.version}). It must raise "
                         "VersionConflict: the caller read a session that no longer exists.", pytrace=False)
     after = await must_get(ctx.store, id, "VER-2")
+    await unless_reads_slide(ctx.store, "VER-2", "stale-version writes on the new incarnation", before, after)
     assert after == before, (
         f"VER-2: writes with expected versions of the deleted incarnation changed the new one: before {before!r}, "
         f"after {after!r}. They must raise VersionConflict and change nothing."

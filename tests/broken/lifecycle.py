@@ -8,7 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sessionspec.conformance.contract import KEEP, Session, SessionNotFound, TtlArg
-from sessionspec.conformance.validation import validate_id
+from sessionspec.conformance.validation import (
+    validate_expected_version,
+    validate_id,
+    validate_owner,
+    validate_state,
+    validate_ttl,
+)
 from sessionspec.reference.memory import MemoryStore, clone_json
 
 from ._case import broken
@@ -32,9 +38,13 @@ class SaveRevivesExpired(MemoryStore):
 
     async def save(self, id: str, state: Mapping[str, Any], *, expected_version: int | None = None,
                    ttl: TtlArg = KEEP) -> Session:
-        record = self._records.get(id) if isinstance(id, str) else None
-        if record is not None:
-            record.updated_at = self._clock()  # the bug: slide first, check after
+        # arguments and the version are checked first: the one bug is liveness, not also writing on a refusal
+        sid, expected = validate_id(id), validate_expected_version(expected_version)
+        validate_state(state)
+        validate_ttl(ttl)
+        record = self._records.get(sid)
+        if record is not None and expected in (None, record.version):
+            record.updated_at = self._clock()  # the bug: slide first, check liveness after
         return await super().save(id, state, expected_version=expected_version, ttl=ttl)
 
 
@@ -64,6 +74,7 @@ class CreateDropsOwner(MemoryStore):
 
     async def create(self, state: Mapping[str, Any] | None = None, *, id: str | None = None,
                      owner: str | None = None, ttl: TtlArg = KEEP) -> Session:
+        validate_owner(owner)  # the one bug is forgetting a valid owner, not also accepting an invalid one (ID-3)
         return await super().create(state, id=id, owner=None, ttl=ttl)
 
 
