@@ -185,8 +185,9 @@ async def look(store: SessionStore, id: str, write: Span, ttl: float, *, at: flo
             and await reads_slide(store, got, await store.get(id)):
         raise slid_by_reads(clause, f"{what}: the session (ttl={ttl:g} s) was still visible "
                             f"{read.start - write.end:.3f} s after its last write returned")
-    if got is not None and clause != "TTL-1" and verdict(write, ttl, read) is False and got.expires_at is not None \
-            and got.expires_at.timestamp() + GRACE <= read.wall_start:
+    # HY-2 keeps its own: there the period is right and the read compares it on the wrong clock (its very bug)
+    if got is not None and clause not in ("TTL-1", "HY-2") and verdict(write, ttl, read) is False \
+            and got.expires_at is not None and got.expires_at.timestamp() + GRACE <= read.wall_start:
         # the store's own expires_at had passed: the period was right, the read showed an expired session
         late = read.wall_start - got.expires_at.timestamp()
         raise ClauseViolation("TTL-1", f"{clause}: {what}: get() returned a session whose own expires_at "
