@@ -25,12 +25,11 @@ from sessionspec.conformance.contract import (
     KEEP,
     InvalidSessionId,
     InvalidState,
-    InvalidTtl,
     SessionStore,
     SessionStoreError,
     TtlArg,
 )
-from sessionspec.conformance.validation import MAX_TTL
+from sessionspec.conformance.validation import validate_ttl
 
 from . import wire
 from .metrics import CONTENT_TYPE, CounterSource, Metrics
@@ -117,15 +116,13 @@ async def _body(request: Request, *, required: bool = False) -> dict[str, Any]:
 
 
 def _ttl(body: Mapping[str, Any]) -> TtlArg:
-    """An absent ``ttl`` member means KEEP; ``null`` means never expire."""
+    """An absent ``ttl`` member means KEEP; ``null`` means never expire.
+
+    Validated here too, whatever store is behind the service: a store without the shared validator's
+    cap (MAX_TTL) could write, then fail building an expiry no datetime can hold."""
     if "ttl" not in body:
         return KEEP
-    ttl: TtlArg = body["ttl"]
-    # Refused here too, whatever store is behind the service: a longer period has no expiry a datetime
-    # can represent, so a store without the reference validator's cap could fail after writing.
-    if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > MAX_TTL:
-        raise InvalidTtl(f"ttl {ttl!r} s is beyond what an expiry timestamp can hold; the limit is {MAX_TTL:g} s")
-    return ttl
+    return validate_ttl(body["ttl"], allow_keep=False)
 
 
 def _expected(request: Request) -> int | None:
