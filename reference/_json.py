@@ -23,9 +23,16 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from sessionspec.conformance.validation import MAX_DEPTH, dump_json, validate_state
+from sessionspec.conformance.contract import Delete
+from sessionspec.conformance.validation import (
+    MAX_DEPTH,
+    dump_json,
+    validate_changes,
+    validate_items,
+    validate_state,
+)
 
-__all__ = ["FAST", "dumps", "loads", "validated_state"]
+__all__ = ["FAST", "dumps", "loads", "validated_items", "validated_sets", "validated_state"]
 
 # digits -> "0", everything else -> " ": then a run of 19 digits is a substring search
 # (3 us on a 2 KB session; a regex scan for \d{19} took 58 us)
@@ -80,26 +87,53 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _cheap_copy(value: Any, depth_limit: int) -> tuple[Any, bytes] | None:
+    """A plain deep copy of ``value`` and its JSON text, when orjson can vouch for both; else None.
+
+    orjson writes the text (plain types only: subclasses, dataclasses and datetimes make it raise)
+    and reads it back as the copy; the copy must equal the input, which rules out whatever orjson
+    turned into JSON that the validator would refuse (NaN and infinities become null, tuples lists,
+    enums and UUIDs their values). An int past 18 digits (it might leave int64), nesting that
+    might reach ``depth_limit``, or any error: None, and the caller asks the validator itself.
+    """
+    try:
+        text = orjson.dumps(value, option=_PLAIN_ONLY)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if _LONG_RUN in text.translate(_DIGITS):
+        return None
+    copy = orjson.loads(text)
+    if copy == value and (text.count(b"[") + text.count(b"{") < _BRACKETS_SURELY_SHALLOW
+                          or _depth(copy) < depth_limit):
+        return copy, text
+    return None
+
+
 def validated_state(state: object) -> tuple[dict[str, Any], bytes | None]:
     """``validation.validate_state(state)`` and, when it came cheap, the state's JSON text.
 
     ``validate_state`` walks every value in Python (87 us for a 2 KB session: more than a raw
-    SET of it costs in all). Here orjson writes the text (plain types only: subclasses, dataclasses
-    and datetimes make it raise) and reads it back as the plain deep copy; the copy must equal
-    the input, which rules out whatever orjson turned into JSON that the validator would refuse
-    (NaN and infinities become null, tuples lists, enums and UUIDs their values). Anything
-    else it cannot vouch for (an int past 18 digits, which might leave int64; deep nesting; any
-    error) goes to ``validate_state`` itself, which gives the same copy or the typed error.
+    SET of it costs in all); ``_cheap_copy`` does the same in orjson. Anything it cannot vouch
+    for goes to ``validate_state`` itself, which gives the same copy or the typed error.
     """
-    if orjson is not None and type(state) is dict:
-        try:
-            text = orjson.dumps(state, option=_PLAIN_ONLY)
-        except (TypeError, orjson.JSONEncodeError):
-            pass
-        else:
-            if _LONG_RUN not in text.translate(_DIGITS):
-                copy = orjson.loads(text)
-                if copy == state and (text.count(b"[") + text.count(b"{") < _BRACKETS_SURELY_SHALLOW
-                                      or _depth(copy) < MAX_DEPTH):
-                    return copy, text
+    if orjson is not None and type(state) is dict and (cheap := _cheap_copy(state, MAX_DEPTH)) is not None:
+        return cheap
     return validate_state(state), None
+
+
+def validated_sets(changes: object) -> tuple[dict[str, Any], bytes | None]:
+    """``validation.validate_changes(changes)`` and, for changes that delete nothing and came
+    cheap, their JSON text (apply's common case: set a few keys)."""
+    if (orjson is not None and type(changes) is dict and not any(type(v) is Delete for v in changes.values())
+            and (cheap := _cheap_copy(changes, MAX_DEPTH)) is not None):
+        return cheap
+    return validate_changes(changes), None
+
+
+def validated_items(key: str, items: object) -> tuple[list[Any], bytes | None]:
+    """``validation.validate_items(key, items)`` and, when it came cheap, the items' JSON text.
+
+    Items nest one level below a state's values (``{key: items}``), hence the depth limit."""
+    if orjson is not None and type(items) is list and (cheap := _cheap_copy(items, MAX_DEPTH - 1)) is not None:
+        return cheap
+    return validate_items(key, items), None

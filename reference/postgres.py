@@ -87,11 +87,9 @@ from sessionspec.conformance.contract import (
 )
 from sessionspec.conformance.validation import (
     json_path,
-    validate_changes,
     validate_cursor,
     validate_expected_version,
     validate_id,
-    validate_items,
     validate_key,
     validate_limit,
     validate_owner,
@@ -99,7 +97,7 @@ from sessionspec.conformance.validation import (
 )
 
 from . import postgres_sql as sql
-from ._json import validated_state
+from ._json import validated_items, validated_sets, validated_state
 from .memory import new_session_id
 
 __all__ = ["PostgresStore"]
@@ -257,7 +255,9 @@ class PostgresStore:
                 budget = min(self.timeout, max(self._progress, waited_from) + self.timeout - time.monotonic())
                 if budget <= 0:
                     raise TimeoutError
-                conn = await self.pool.acquire(timeout=budget)
+                # asyncio.timeout, not acquire(timeout=): asyncpg bounds that with wait_for, a new Task per call
+                async with asyncio.timeout(budget):
+                    conn = await self.pool.acquire()
                 try:
                     # the release after a timeout may take RELEASE_LIMIT: keep the whole call within budget
                     result = await getattr(conn, method)(query, *args,
@@ -340,11 +340,14 @@ class PostgresStore:
     async def apply(self, id: str, changes: Mapping[str, Any], *,
                     expected_version: int | None = None) -> Session:
         sid = validate_id(id)
-        delta = validate_changes(changes)
+        delta, text = validated_sets(changes)
         expected = validate_expected_version(expected_version)
-        sets = {k: v for k, v in delta.items() if v is not DELETE}  # encode_json escapes the keys
-        deleted = [sql.escape(k) for k, v in delta.items() if v is DELETE]
-        changed = sql.encode_json(sets)
+        if text is not None:  # nothing deleted: the text orjson wrote while validating is the changes'
+            sets, deleted, changed = delta, [], sql.encode_state(delta, text)
+        else:
+            sets = {k: v for k, v in delta.items() if v is not DELETE}  # encode_json escapes the keys
+            deleted = [sql.escape(k) for k, v in delta.items() if v is DELETE]
+            changed = sql.encode_json(sets)
         if deleted:
             row = await self._run("fetchrow", sql.APPLY_FAST, self.namespace, sid, deleted, changed, expected)
         else:
@@ -359,9 +362,9 @@ class PostgresStore:
                      expected_version: int | None = None) -> SessionInfo:
         sid = validate_id(id)
         name = validate_key(key)
-        values = validate_items(name, items)
+        values, text = validated_items(name, items)
         expected = validate_expected_version(expected_version)
-        args = (self.namespace, sid, sql.escape(name), sql.encode_json(values), expected)
+        args = (self.namespace, sid, sql.escape(name), sql.encode_state(values, text), expected)
         row = await self._run("fetchrow", sql.APPEND_FAST, *args)
         if row is None:  # not found, expired, a conflict, not a list, or the key's first append
             row = self._outcome(sid, await self._run("fetchrow", sql.APPEND, *args), expected, name)

@@ -16,9 +16,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from sessionspec.conformance.validation import dump_json
-
-from ._json import loads
+from ._json import dumps, loads
 
 __all__ = [
     "APPEND", "APPEND_FAST", "APPLY", "APPLY_FAST", "APPLY_FAST_SET", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE",
@@ -185,18 +183,19 @@ def _plain_float(match: re.Match[str]) -> str:
 
 def encode_json(value: Any) -> str:
     """JSON text for a validated value, in the representation jsonb stores losslessly."""
-    text = dump_json(value)
-    if "\\u0000" in text or _MARK in text:
-        text = dump_json(_map_strings(value, escape))
-    if "e+" in text:
-        text = _EXPONENT_FLOAT.sub(_plain_float, text)
-    return text
+    return encode_state(value, dumps(value))
 
 
 def encode_state(value: Any, text: bytes | None) -> str:
-    """``encode_json(value)``, from the state's JSON text when ``_json.validated_state`` gave one."""
-    if text is None or b"\\u0000" in text or _MARK_UTF8 in text:
-        return encode_json(value)
+    """``encode_json(value)``, from the value's JSON text (``_json.dumps``) when the caller has it.
+
+    ``_json.dumps`` (orjson) writes the same values as ``validation.dump_json`` at a tenth of its
+    cost; only NUL-bearing strings (and strings that start with the escape mark) need the slow path.
+    """
+    if text is None:
+        text = dumps(value)
+    if b"\\u0000" in text or _MARK_UTF8 in text:
+        text = dumps(_map_strings(value, escape))
     out = text.decode("utf-8")
     return _EXPONENT_FLOAT.sub(_plain_float, out) if "e+" in out else out
 

@@ -77,18 +77,16 @@ from sessionspec.conformance.contract import (
 )
 from sessionspec.conformance.validation import (
     json_path,
-    validate_changes,
     validate_cursor,
     validate_expected_version,
     validate_id,
-    validate_items,
     validate_key,
     validate_limit,
     validate_owner,
     validate_ttl,
 )
 
-from ._json import dumps, loads, validated_state
+from ._json import dumps, loads, validated_items, validated_sets, validated_state
 
 __all__ = ["RedisStore"]
 
@@ -357,7 +355,7 @@ class RedisStore:
     async def apply(self, id: str, changes: Mapping[str, Any], *,
                     expected_version: int | None = None) -> Session:
         sid = validate_id(id)
-        delta = validate_changes(changes)
+        delta, _ = validated_sets(changes)
         expected = validate_expected_version(expected_version)
         args = (sid, "" if expected is None else expected, _changes_arg(delta))
         return _session(sid, self._check(await self._run("apply", self.session_key(sid), args), sid, expected))
@@ -366,7 +364,7 @@ class RedisStore:
                      expected_version: int | None = None) -> SessionInfo:
         sid = validate_id(id)
         name = validate_key(key)
-        values = validate_items(name, items)
+        values, _ = validated_items(name, items)
         expected = validate_expected_version(expected_version)
         args = [sid, "" if expected is None else expected, dumps(name), *map(dumps, values)]
         return _info(sid, self._check(await self._run("append", self.session_key(sid), args), sid, expected, name))

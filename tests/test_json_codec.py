@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionspec.conformance.contract import InvalidState
+from sessionspec.conformance.contract import DELETE, InvalidState
 from sessionspec.conformance.suite._values import ROUND_TRIPS
-from sessionspec.conformance.validation import dump_json, validate_state
+from sessionspec.conformance.validation import dump_json, validate_changes, validate_items, validate_state
 from sessionspec.reference import _json
 
 
@@ -149,16 +149,24 @@ def _nested(depth: int) -> dict[str, Any]:
 
 
 def _agree(state: Any) -> None:
+    _agree_with(validate_state, _json.validated_state, state)
+    # the same value as apply's changes and as append's items must be judged the same way too
+    _agree_with(validate_changes, _json.validated_sets, state)
+    items = list(state.values()) if isinstance(state, dict) else state
+    _agree_with(lambda v: validate_items("k", v), lambda v: _json.validated_items("k", v), items)
+
+
+def _agree_with(validate: Any, validated: Any, value: Any) -> None:
     try:
-        want = validate_state(state)
+        want = validate(value)
     except InvalidState as exc:
         with pytest.raises(InvalidState) as got:
-            _json.validated_state(state)
+            validated(value)
         assert (str(got.value), got.value.path) == (str(exc), exc.path)
         return
-    copy, text = _json.validated_state(state)
+    copy, text = validated(value)
     assert _same(copy, want), (copy, want)
-    assert copy is not state
+    assert copy is not value
     if text is not None:
         assert _same(json.loads(text), want)
 
@@ -182,6 +190,14 @@ def test_validated_state_keeps_the_nesting_limit(depth: int) -> None:
 ])
 def test_validated_state_on_values_orjson_would_write_anyway(state: Any) -> None:
     _agree(state)
+
+
+def test_validated_sets_and_items_keep_delete_and_the_item_nesting_limit() -> None:
+    assert _json.validated_sets({"a": 1, "b": DELETE}) == ({"a": 1, "b": DELETE}, None)
+    for depth in (126, 127, 128):  # an item sits one level below a state's value
+        _agree_with(lambda v: validate_items("k", v), lambda v: _json.validated_items("k", v), _nested(depth)["a"])
+    copy, text = _json.validated_items("k", [{"role": "user", "text": "hi"}, [1, 2.5]])
+    assert text == b'[{"role":"user","text":"hi"},[1,2.5]]' and copy == [{"role": "user", "text": "hi"}, [1, 2.5]]
 
 
 def test_validated_state_takes_the_fast_path_on_a_plain_state() -> None:
