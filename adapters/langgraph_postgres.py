@@ -44,7 +44,11 @@ async def factory(namespace: str) -> AsyncIterator[PostgresLangGraphStore]:
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
     url = _url()
-    pool: Any = {"min_size": 1, "max_size": 4, "timeout": 3, "kwargs": {"connect_timeout": 3}}
+    # A 1 s pool timeout: LangGraph's batch loop (``AsyncBatchedBaseStore._run``) runs one batch at a
+    # time on one connection, so load never queues for the pool; but in an outage every call waits
+    # the full timeout, and this adapter's per-id lock lines up calls on one session behind each
+    # other (FL-1: four calls on one id at 3 s each took 12 s; at 1 s, 4 s, inside FL-1's 5 s).
+    pool: Any = {"min_size": 1, "max_size": 4, "timeout": 1, "kwargs": {"connect_timeout": 3}}
     async with AsyncPostgresStore.from_conn_string(
         url, pool_config=pool, ttl={"refresh_on_read": False, "omit_expired": True}
     ) as lg:
