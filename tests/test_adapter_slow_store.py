@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from sessionspec.conformance.runner import run_suite
 from sessionspec.reference import MemoryStore
 
@@ -47,3 +49,28 @@ def test_a_slow_store_passes_the_absolute_lifetime_and_expiry_callback_clauses()
     result = run_suite("tests.test_adapter_slow_store:factory", clauses=["MG-10", "MG-11"])
     verdicts = {c.clause.id: (c.verdict, c.reason) for c in result.clauses if c.clause.id in ("MG-10", "MG-11")}
     assert verdicts == {"MG-10": ("pass", ""), "MG-11": ("pass", "")}, verdicts
+
+
+def test_an_expiry_check_that_never_decides_is_not_checked_never_failed() -> None:
+    """Spec §6: a sample that decides nothing is never counted. Three inconclusive trials (each
+    period 4x the last) end in a skip, which the report shows as "not checked", not a failure."""
+    from sessionspec.conformance.suite._timing import RETRY_FACTOR, TRIALS, Inconclusive, retrying
+
+    periods: list[float] = []
+
+    async def trial(ttl: float) -> None:
+        periods.append(ttl)
+        raise Inconclusive(f"TTL-1: a read took longer than {ttl:g} s")
+
+    with pytest.raises(pytest.skip.Exception, match="TTL-1: not checked: the timing was inconclusive 3 times"):
+        asyncio.run(retrying("TTL-1", trial, 0.4))
+    assert periods == [0.4 * RETRY_FACTOR**i for i in range(TRIALS)]
+
+    async def decides_late(ttl: float) -> None:  # conclusive on the third trial: that verdict stands
+        periods.append(ttl)
+        if len(periods) < TRIALS:
+            raise Inconclusive("slow")
+
+    periods.clear()
+    asyncio.run(retrying("TTL-1", decides_late, 0.4))
+    assert len(periods) == TRIALS

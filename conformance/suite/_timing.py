@@ -8,9 +8,10 @@ so does a read (docs/spec.md §6). So a session written with period ``ttl``
 - MUST NOT be seen by a read that *began* at or after ``write.end + ttl + GRACE``.
 
 A read in between is inconclusive: the trial raises :class:`Inconclusive` and
-:func:`retrying` runs it once more with a 4x longer period; only a second inconclusive trial
-fails, saying the calls were too slow to decide. Only durations are compared, so clock
-offset between the suite and the backend never matters. Waiting *for* a deadline is fine;
+:func:`retrying` runs it again with a 4x longer period, up to three trials; inconclusive
+every time is "not checked" (a skip naming how slow the calls were), never a pass or a
+failure. Only durations are compared, so clock offset between the suite and the backend
+never matters. Waiting *for* a deadline is fine;
 what this module never does is sleep and hope a race went one way.
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "GRACE",
     "RETRY_FACTOR",
     "SHORT_TTL",
+    "TRIALS",
     "Inconclusive",
     "Span",
     "Stopwatch",
@@ -57,7 +59,9 @@ T = TypeVar("T")
 GRACE: Final = 0.25
 """TTL-1: a session must be invisible from ttl + 0.25 s after its last write on."""
 RETRY_FACTOR: Final = 4.0
-"""An inconclusive trial is repeated once with periods this many times longer."""
+"""An inconclusive trial is repeated with periods this many times longer than the last."""
+TRIALS: Final = 3
+"""Trials before an expiry check gives up as "not checked" (0.4 s, 1.6 s, 6.4 s for TTL-1)."""
 SHORT_TTL: Final = 0.3
 """The period for sessions a test only needs *certainly expired* (no visibility window to hit)."""
 CLOCK_TOLERANCE: Final = 60.0
@@ -221,21 +225,24 @@ def within(clause: str, what: str, span: Span, deadline: float) -> None:
 
 
 async def retrying(clause: str, trial: Callable[[float], Awaitable[None]], ttl: float) -> None:
-    """Run ``trial(ttl)``; if inconclusive, once more with ``ttl * RETRY_FACTOR``; twice inconclusive fails."""
-    try:
-        await trial(ttl)
-        return
-    except Inconclusive as exc:
-        first = str(exc)
-    try:
-        await trial(ttl * RETRY_FACTOR)
-    except Inconclusive as exc:
-        pytest.fail(
-            f"{clause}: the timing was inconclusive twice (ttl {ttl:g} s, then {ttl * RETRY_FACTOR:g} s): "
-            f"{first}; then {exc}. The store's calls (or this machine) are too slow for the suite to decide "
-            "whether expiry is on time; every call should answer in well under 0.1 s.",
-            pytrace=False,
-        )
+    """Run ``trial(ttl)``; while inconclusive, again with periods RETRY_FACTOR times longer, up to
+    TRIALS in all. Inconclusive every time is "not checked" (a skip), never a failure (spec §6:
+    a sample that decides nothing is never counted): a correct store on a busy machine, its calls
+    slowed by the run's own concurrent traffic, must not be failed for being slow."""
+    seen: list[str] = []
+    for attempt in range(TRIALS):
+        period = ttl * RETRY_FACTOR**attempt
+        try:
+            await trial(period)
+            return
+        except Inconclusive as exc:
+            seen.append(f"ttl {period:g} s: {exc}")
+    pytest.skip(
+        f"{clause}: not checked: the timing was inconclusive {TRIALS} times ("
+        + "; then ".join(seen)
+        + "). The store's calls (or this machine) were too slow for the suite to decide whether expiry is "
+        "on time; calls that answer in well under 0.1 s let it decide."
+    )
 
 
 async def gather_all(*aws: Awaitable[object]) -> None:
