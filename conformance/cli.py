@@ -206,7 +206,8 @@ def main() -> None:
 @click.option("--spec-version", type=SpecVersion(), default=SPEC_VERSIONS[-1], show_default=True,
               help="Check the clauses of this spec version (pin it so upgrades never move your CI gate).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
-              metavar="SECONDS", help="Time limit per suite test; a hung store fails that test, not the run.")
+              metavar="SECONDS", help="Time limit per suite test; a hung store fails that test, not the run (one still "
+                   "answering at the limit leaves it not checked).")
 @click.option("--require-backends", is_flag=True, envvar="SESSIONSPEC_REQUIRE_BACKENDS", hidden=True,
               help="Accepted for compatibility: `check` always exits 3 when a backend cannot be provisioned.")
 @click.option("--redis-url", envvar="SESSIONSPEC_REDIS_URL", metavar="URL",

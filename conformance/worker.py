@@ -33,6 +33,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -42,8 +43,18 @@ from .contract import SessionNotFound, SessionStore, VersionConflict
 from .model import Call, observe
 from .targets import Target, TargetError, open_store, resolve_target
 
-__all__ = ["POOL", "RETRY_BUDGET", "GaveUp", "WorkerError", "WorkerPool", "WorkerProcess", "increment", "perform",
-           "run_tasks"]
+__all__ = [
+    "POOL",
+    "RETRY_BUDGET",
+    "GaveUp",
+    "WorkerError",
+    "WorkerPool",
+    "WorkerProcess",
+    "answered",
+    "increment",
+    "perform",
+    "run_tasks",
+]
 
 RETRY_BUDGET: Final = 90.0
 """Seconds one increment may keep retrying. A time budget, not an attempt cap: on a busy machine
@@ -134,6 +145,23 @@ async def _read_modify_write(store: SessionStore, id: str, key: str, via: str) -
     return value, written.version
 
 
+_ANSWERS = threading.local()
+"""Per thread (a background suite test runs on its own): calls answered, and when the last one was."""
+
+
+def answered() -> tuple[int, float]:
+    """(calls this thread's tasks have had answered so far, time.monotonic() of the last answer).
+
+    The plugin reads it when a test runs out of time: a store that was still answering is slow,
+    one that had stopped answering is hung."""
+    return getattr(_ANSWERS, "count", 0), getattr(_ANSWERS, "last", 0.0)
+
+
+def _answer() -> None:
+    _ANSWERS.count = getattr(_ANSWERS, "count", 0) + 1
+    _ANSWERS.last = time.monotonic()
+
+
 async def _step(store: SessionStore, step: dict[str, Any], last_version: int | None,
                 turns: dict[str, asyncio.Lock]) -> Record:
     if "increment" in step:
@@ -157,6 +185,8 @@ async def _step(store: SessionStore, step: dict[str, Any], last_version: int | N
     except Exception as exc:  # the store's error is an output like any other; the test judges it
         record["output"] = observe(exc)
     record["response"] = time.monotonic()
+    if "output" in record:
+        _answer()
     return record
 
 

@@ -74,3 +74,61 @@ def test_an_expiry_check_that_never_decides_is_not_checked_never_failed() -> Non
     periods.clear()
     asyncio.run(retrying("TTL-1", decides_late, 0.4))
     assert len(periods) == TRIALS
+
+
+class QueuedStore(MemoryStore):
+    """MemoryStore behind one lock with 2 ms per call: 1000 concurrent tasks take ~15 s, answering all along."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._one_at_a_time = asyncio.Lock()
+
+
+class HungStore(MemoryStore):
+    """Every create answers; after that, no call ever does."""
+
+
+for _name in ("get", "save", "apply", "append", "touch", "delete"):
+    def _queued(name: str) -> Any:
+        fast = getattr(MemoryStore, name)
+
+        async def call(self: QueuedStore, *args: Any, **kwargs: Any) -> Any:
+            async with self._one_at_a_time:
+                await asyncio.sleep(0.002)  # service time, not synchronisation
+                return await fast(self, *args, **kwargs)
+
+        call.__name__ = name
+        return call
+
+    def _hangs(name: str) -> Any:
+        async def call(self: HungStore, *args: Any, **kwargs: Any) -> Any:
+            await asyncio.Event().wait()  # never set: the hang under test
+
+        call.__name__ = name
+        return call
+
+    setattr(QueuedStore, _name, _queued(_name))
+    setattr(HungStore, _name, _hangs(_name))
+
+
+def queued(namespace: str) -> QueuedStore:
+    """MemoryStore serving one call at a time, 2 ms each."""
+    return QueuedStore()
+
+
+def hung(namespace: str) -> HungStore:
+    """MemoryStore that stops answering after its creates."""
+    return HungStore()
+
+
+def test_a_store_still_answering_at_the_time_limit_is_not_checked_and_a_silent_one_hung() -> None:
+    """The per-test limit decides nothing about a clause when the store was still answering
+    (an ORM-backed store under 1000 tasks); a store that stopped answering fails it as hung."""
+    slow = run_suite("tests.test_adapter_slow_store:queued", keyword="mixed_concurrent_traffic and one",
+                     timeout=3.0)
+    (cc5,) = [c for c in slow.clauses if c.clause.id == "CC-5"]
+    assert cc5.verdict == "skip" and "still answering" in cc5.reason, (cc5.verdict, cc5.reason)
+    silent = run_suite("tests.test_adapter_slow_store:hung", keyword="mixed_concurrent_traffic and one",
+                       timeout=3.0)
+    (cc5,) = [c for c in silent.clauses if c.clause.id == "CC-5"]
+    assert cc5.verdict == "fail" and "the store hung" in cc5.reason, (cc5.verdict, cc5.reason)
