@@ -360,3 +360,73 @@ def test_langgraph_postgres_cc8_aput_after_adelete_stores_the_item_again(postgre
             return (await store.aget(ns, "k")).value  # type: ignore[union-attr]
 
     assert _run(repro()) == {"n": 2}  # the deleted item is back
+
+
+# ---------------------------------------------------------------- adapter mistakes found by the matrix, fixed
+@needs_adk
+def test_adapter_write_gone_stale_behind_a_touch_retries_instead_of_a_conflict_with_its_own_version(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CC-6 on adk_postgres: a touch rewrites the record without a new version, so a write that went stale
+    behind it is still at the expected version. The adapter raised VersionConflict(expected=v, actual=v);
+    it now reloads and writes (the touch is forced in between, on a second instance of the same database)."""
+    monkeypatch.setenv("SESSIONSPEC_ADAPTERS_DIR", str(tmp_path))
+    from sessionspec.adapters import adk_sqlite
+
+    async def repro() -> Any:
+        async with adk_sqlite.factory("t") as writer, adk_sqlite.factory("t") as toucher:
+            s = await writer.create({"n": 0})
+            store_once = writer._store
+
+            async def touched_first(id: str, record: Any, token: Any) -> None:
+                writer._store = store_once  # type: ignore[method-assign]
+                await toucher.touch(id)  # lands between the writer's read and its write
+                await store_once(id, record, token)
+
+            writer._store = touched_first  # type: ignore[method-assign]
+            return s.version, await writer.append(s.id, "log", [1], expected_version=s.version)
+
+    version, appended = _run(repro())
+    assert appended.version == version + 1
+
+
+@needs_agents
+def test_agents_sqlite_cc8_a_write_after_clear_session_recreates_it(tmp_path: Any) -> None:
+    """CC-8, agents_sqlite: add_items has no existence condition (INSERT OR IGNORE into agent_sessions), so a
+    writer that read the session before a clear_session (or before its emulated expiry) brings it back."""
+    from agents import SQLiteSession
+
+    async def repro() -> list[Any]:
+        session = SQLiteSession("s", tmp_path / "db")
+        await session.add_items([{"n": 1}])  # type: ignore[list-item]
+        seen = (await session.get_items(limit=1))[-1]  # a writer reads the session
+        await session.clear_session()  # someone deletes it (or it expires)
+        await session.add_items([{"n": seen["n"] + 1}])  # type: ignore[list-item,index]
+        items = await session.get_items()
+        session.close()
+        return items
+
+    assert _run(repro()) == [{"n": 2}]  # the deleted session is back
+
+
+@needs_langgraph
+@pytest.mark.postgres
+def test_langgraph_postgres_ttl5_sweep_ttl_counts_every_namespace(postgres_url: str) -> None:
+    """TTL-5, langgraph_postgres: sweep_ttl() deletes and counts expired items of the whole store, every
+    namespace; there is no per-namespace sweep, so purge_expired() counts other namespaces' sessions too."""
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    async def repro() -> tuple[int, int]:
+        async with AsyncPostgresStore.from_conn_string(
+                postgres_url, ttl={"refresh_on_read": False, "omit_expired": True}) as store:
+            await store.setup()
+            await store.sweep_ttl()  # start from nothing expired
+            mine, theirs = ("t", uuid.uuid4().hex[:8]), ("t", uuid.uuid4().hex[:8])
+            await store.aput(mine, "k", {"n": 1}, index=False, ttl=0.5 / 60)
+            await store.aput(theirs, "k", {"n": 1}, index=False, ttl=0.5 / 60)
+            while any([await store.aget(ns, "k", refresh_ttl=False) is not None for ns in (mine, theirs)]):
+                await asyncio.sleep(0.1)  # polling until both are past their period (expired items read as None)
+            swept = await store.sweep_ttl()
+            return swept, len(await store.asearch(theirs))
+
+    swept, left_in_theirs = _run(repro())
+    assert (swept, left_in_theirs) == (2, 0)  # one sweep for "mine" removed and counted the other namespace's too
