@@ -423,8 +423,8 @@ def test_langgraph_postgres_ttl5_sweep_ttl_counts_every_namespace(postgres_url: 
             mine, theirs = ("t", uuid.uuid4().hex[:8]), ("t", uuid.uuid4().hex[:8])
             await store.aput(mine, "k", {"n": 1}, index=False, ttl=0.5 / 60)
             await store.aput(theirs, "k", {"n": 1}, index=False, ttl=0.5 / 60)
-            while any([await store.aget(ns, "k", refresh_ttl=False) is not None for ns in (mine, theirs)]):
-                await asyncio.sleep(0.1)  # polling until both are past their period (expired items read as None)
+            await asyncio.sleep(1.0)  # waiting out the 0.5 s period: a deadline, not a race
+            assert [await store.aget(ns, "k", refresh_ttl=False) for ns in (mine, theirs)] == [None, None]
             swept = await store.sweep_ttl()
             return swept, len(await store.asearch(theirs))
 
