@@ -35,7 +35,7 @@ from typing import Any
 import click
 
 from .clauses import CLAUSES
-from .matrix_state import INTERMITTENT, compare, fingerprint, normalise
+from .matrix_state import INTERMITTENT, NOT_CHECKED, compare, fingerprint, normalise
 from .report.json_report import ReportError, load_json_report
 from .results import load_divergences
 
@@ -47,7 +47,7 @@ FRAMEWORKS: Mapping[str, tuple[str, ...]] = {
     "langgraph": ("langgraph", "langgraph-checkpoint-postgres"),
 }
 SHORT = {"pass": "✓", "fail": "✗", "divergence": "≠", "stale-divergence": "!", "skip": "·", "n/a": "n/a",
-         "planned": "…", "not-run": "?", INTERMITTENT: "~"}
+         "planned": "…", "not-run": "?", NOT_CHECKED: "?", INTERMITTENT: "~"}
 ADAPTERS_DIR = Path(__file__).resolve().parent.parent / "adapters"
 DOCS_DIR = Path("docs")
 REGENERATE = "tox -e matrix -- --write"
@@ -177,7 +177,8 @@ def build_page(rows: Sequence[Mapping[str, Any]], *, date: str, inputs: str = ""
         "",
         "Legend: ✓ pass, ✗ fail, ~ fails intermittently (reviewed and reproduced; a run may pass it),",
         "≠ known divergence (documented by the framework), · not claimed, n/a not applicable on this",
-        "target, ? not checked (the run did not reach it), … planned.",
+        "target, ? not checked (the run did not reach it, or could not decide it: expiry timing inconclusive",
+        "every time, or out of time while the store was still answering; never counted either way), … planned.",
         "",
         "| store | framework | level | claims |",
         "|---|---|---|---|",
@@ -195,7 +196,7 @@ def build_page(rows: Sequence[Mapping[str, Any]], *, date: str, inputs: str = ""
         store, verdicts = r["store"], r["clauses"]
         bad = [cid for cid in ids if verdicts.get(cid) in ("fail", "divergence", "stale-divergence", INTERMITTENT)]
         lines += [f"### `{store}` — level {r['level']}", ""]
-        not_run = [cid for cid in ids if verdicts.get(cid) == "not-run"]
+        not_run = [cid for cid in ids if verdicts.get(cid) in ("not-run", NOT_CHECKED)]
         if r.get("error"):
             lines += [f"The run was incomplete: {r['error']}", ""]
             unreviewed.append(f"{store}: {r['error']}")

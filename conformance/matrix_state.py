@@ -24,7 +24,7 @@ from typing import Any
 from .clauses import SPEC_VERSIONS
 from .results import RunResult, TestOutcome
 
-__all__ = ["DISTS", "INTERMITTENT", "compare", "fingerprint", "input_files", "normalise", "versions"]
+__all__ = ["DISTS", "INTERMITTENT", "NOT_CHECKED", "compare", "fingerprint", "input_files", "normalise", "versions"]
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_DIRS = ("conformance", "adapters")
@@ -45,6 +45,9 @@ DISTS: tuple[str, ...] = (
 """The frameworks and the drivers under them (redis-py's cancellation is a finding): pinned in
 adapters/constraints.txt, recorded in the fingerprint."""
 INTERMITTENT = "intermittent"
+NOT_CHECKED = "not-checked"
+"""A claimed clause the run could not decide (timing inconclusive every time; out of time while the
+store was still answering). It is no evidence either way, so ``compare`` never counts it as a change."""
 
 
 def input_files(root: Path = ROOT) -> list[Path]:
@@ -98,7 +101,12 @@ def normalise(result: RunResult | None, *, intermittent: Iterable[str] = (), err
     folded = _forced_failing(result, sorted(flaky & checked))
     clauses = {}
     for c in folded.clauses:
-        clauses[c.clause.id] = INTERMITTENT if c.clause.id in flaky and c.clause.id in checked else c.verdict
+        if c.clause.id in flaky and c.clause.id in checked:
+            clauses[c.clause.id] = INTERMITTENT
+        elif c.verdict == "skip" and c.reason.startswith("not checked"):
+            clauses[c.clause.id] = NOT_CHECKED
+        else:
+            clauses[c.clause.id] = c.verdict
     return {"level": folded.level, "error": error or "; ".join(e.splitlines()[0] for e in result.errors),
             "clauses": clauses}
 
@@ -128,6 +136,6 @@ def compare(recorded: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[str]:
             lines.append(f"{store}: level {a['level']!r} -> {b['level']!r}")
         for cid in [*a["clauses"], *(c for c in b["clauses"] if c not in a["clauses"])]:
             va, vb = a["clauses"].get(cid, "absent"), b["clauses"].get(cid, "absent")
-            if va != vb:
+            if va != vb and NOT_CHECKED not in (va, vb):
                 lines.append(f"{store} {cid}: {va} -> {vb}")
     return lines

@@ -13,7 +13,7 @@ from typing import Any
 
 from sessionspec.conformance import matrix_state
 from sessionspec.conformance.matrix import _table_part, build_page, load_store
-from sessionspec.conformance.matrix_state import INTERMITTENT, compare, fingerprint, normalise
+from sessionspec.conformance.matrix_state import INTERMITTENT, NOT_CHECKED, compare, fingerprint, normalise
 from sessionspec.conformance.results import RunResult, TestOutcome
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,6 +61,18 @@ def test_compare_names_each_changed_verdict_level_and_input() -> None:
     assert compare(base, fresh) == [
         "inputs: google-adk 2.13.0 -> 2.14.0", "inputs: a.py changed", "inputs: b.py removed", "inputs: c.py added",
         "s: level 'core' -> 'none'", "s LC-1: pass -> fail", "t: not in the committed matrix"]
+
+
+def test_a_clause_the_run_could_not_decide_reads_not_checked_and_is_no_change_either_way() -> None:
+    undecided = _result(("LC-1", "passed"), ("TTL-1", "skipped"))
+    undecided.tests[1] = TestOutcome(nodeid="suite::t1", name="t1", clauses=("TTL-1",), status="skipped",
+                                     duration=0.1, message="not checked: the timing was inconclusive 3 times")
+    row = normalise(undecided)
+    assert row["clauses"]["TTL-1"] == NOT_CHECKED
+    assert build_page([{**_row("s", row["clauses"]), "store": "s"}], date="2026-01-01")[0].count("| TTL-1 | ? |") == 1
+    committed = {"inputs": {}, "stores": {"s": {"level": "none", "clauses": {"TTL-1": "fail", "LC-1": "pass"}}}}
+    fresh = {"inputs": {}, "stores": {"s": {"level": "none", "clauses": {"TTL-1": NOT_CHECKED, "LC-1": "pass"}}}}
+    assert compare(committed, fresh) == [] and compare(fresh, committed) == []
 
 
 def test_the_fingerprint_covers_the_suite_and_adapters_but_not_the_page_renderers() -> None:
