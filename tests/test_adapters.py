@@ -430,3 +430,44 @@ def test_langgraph_postgres_ttl5_sweep_ttl_counts_every_namespace(postgres_url: 
 
     swept, left_in_theirs = _run(repro())
     assert (swept, left_in_theirs) == (2, 0)  # one sweep for "mine" removed and counted the other namespace's too
+
+
+@needs_agents
+@pytest.mark.postgres
+def test_agents_sqlalchemy_cc8_a_write_after_clear_session_recreates_it(postgres_url: str) -> None:
+    """CC-8, agents_sqlalchemy: add_items locks the session row with create=True (_lock_session inserts it when
+    missing), so a writer that read the session before a clear_session brings it back."""
+    from agents.extensions.memory import SQLAlchemySession
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def repro() -> list[Any]:
+        engine = create_async_engine("postgresql+asyncpg://" + postgres_url.split("://", 1)[1])
+        session = SQLAlchemySession(f"t{uuid.uuid4().hex[:8]}", engine=engine, create_tables=True)
+        await session.add_items([{"n": 1}])  # type: ignore[list-item]
+        seen = (await session.get_items(limit=1))[-1]  # a writer reads the session
+        await session.clear_session()  # someone deletes it
+        await session.add_items([{"n": seen["n"] + 1}])  # type: ignore[list-item,index]
+        items = await session.get_items()
+        await engine.dispose()
+        return items
+
+    assert _run(repro()) == [{"n": 2}]  # the deleted session is back
+
+
+@needs_adk
+def test_adk_cc6_delete_session_does_not_say_whether_it_deleted(tmp_path: Any) -> None:
+    """CC-6, adk_postgres: delete_session returns None whether it deleted a session or found none, so of two
+    concurrent deletes neither can tell it lost: both report a deletion (the contract's delete returns True
+    exactly once)."""
+    from google.adk.sessions import DatabaseSessionService
+
+    async def repro() -> tuple[Any, Any, Any]:
+        svc = DatabaseSessionService(db_url=f"sqlite+aiosqlite:///{tmp_path / 'adk.db'}")
+        await svc.create_session(app_name="a", user_id="u", session_id="s")
+        first = await svc.delete_session(app_name="a", user_id="u", session_id="s")  # deletes it
+        second = await svc.delete_session(app_name="a", user_id="u", session_id="s")  # deletes nothing
+        gone = await svc.get_session(app_name="a", user_id="u", session_id="s")
+        await svc.close()
+        return first, second, gone
+
+    assert _run(repro()) == (None, None, None)  # the two answers cannot be told apart
