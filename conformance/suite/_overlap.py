@@ -12,10 +12,10 @@ is the test's setup error, the test's own exception (assertion, skip, timeout) i
 failure, a failed clean-up its teardown error. Nothing of one test's run is ever reported on
 another test.
 
-Tests that need the backend to themselves (stopping it, counting its commands, putting a
-fault proxy in front of it) run first, before the background starts; and should one run
-later anyway, its target's hooks first wait until every background test has finished. Foreground
-tests that wait for a deadline themselves also run before the background starts: a background
+Tests that need the backend to themselves (stopping it, counting its commands) run first,
+before the background starts; and should one run later anyway, its target's hooks first
+wait until every background test has finished. Foreground tests that wait for a deadline
+themselves also run before the background starts: a background
 thread holding the GIL would otherwise make their wake-ups late.
 """
 
@@ -55,8 +55,9 @@ WORKERS: Final = 8
 """Background tests running at once (each mostly sleeps; more would only crowd the CPU)."""
 CLOSE_TIMEOUT: Final = 60.0
 POLL: Final = 0.2
-EXCLUSIVE_NAMES: Final = ("stop_backend", "command_counts", "proxied_store")
-"""What a test uses when it needs the backend to itself (FL-*, HY-1, the "before any backend call" tests)."""
+EXCLUSIVE_NAMES: Final = ("stop_backend", "command_counts")
+"""What a test uses when it needs the backend to itself (FL-*, HY-1, the "before any backend call" tests). A
+fault proxy (``proxied_store``) is not among them: only the one store instance behind it sees its faults."""
 CLOCK_NAMES: Final = ("sleep_until(", "asyncio.sleep(")
 
 Phase = Literal["opened", "called", "done"]
@@ -265,4 +266,4 @@ class Overlap:
             return call
 
         return replace(target, stop_backend=drained(target.stop_backend),
-                       command_counts=drained(target.command_counts), via_port=drained(target.via_port))
+                       command_counts=drained(target.command_counts))

@@ -31,6 +31,7 @@ from sessionspec.conformance.contract import (
 )
 from sessionspec.conformance.results import NOT_APPLICABLE, ClauseViolation
 
+from ._overlap import overlapped
 from ._timing import Span, Stopwatch
 from ._values import bullets, describe_change, disturbed, reads_slide, short, slid_by_reads, unless_reads_slide
 
@@ -125,6 +126,7 @@ async def test_every_operation_raises_backend_unavailable_quickly_when_the_backe
     )
 
 
+@overlapped  # five seconds of waiting on its own proxy, which no other test's store goes through
 @clause("FL-1")
 async def test_every_operation_raises_backend_unavailable_quickly_when_the_backend_stalls(ctx: SuiteContext) -> None:
     """Black-holed (connections held, no byte answered: a partition, a paused VM): BackendUnavailable within 5 s,
