@@ -167,6 +167,29 @@ def test_langgraph_postgres_st1_jsonb_turns_floats_into_ints(postgres_url: str) 
 
 @needs_agents
 @pytest.mark.redis
+def test_agents_redis_ttl1_periods_are_whole_seconds(redis_url: str) -> None:
+    """TTL-1 (ledger), agents_redis: RedisSession's ttl is documented as `int | None` seconds, so its shortest
+    period is 1 s: a 0.05 s contract period lives a whole second."""
+    import inspect
+
+    import redis.asyncio
+    from agents.extensions.memory import RedisSession
+
+    assert str(inspect.signature(RedisSession.__init__).parameters["ttl"].annotation) == "int | None"
+
+    async def repro() -> int:
+        client = redis.asyncio.from_url(redis_url)
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        await RedisSession("s", redis_client=client, key_prefix=prefix, ttl=1).add_items([{"n": 1}])  # type: ignore[list-item]
+        left = int(await client.pttl(f"{prefix}:s:messages"))
+        await client.aclose()
+        return left
+
+    assert 500 < _run(repro()) <= 1000  # the shortest period it can store: 20x a 0.05 s session's
+
+
+@needs_agents
+@pytest.mark.redis
 def test_agents_redis_ttl3_a_write_with_ttl_none_keeps_the_old_expiry(redis_url: str) -> None:
     """TTL-3, agents_redis: ttl=None skips PEXPIREAT but never PERSISTs (redis_session.py _mutate_items_attempt)."""
     import redis.asyncio
