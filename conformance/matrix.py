@@ -39,7 +39,7 @@ from .matrix_state import INTERMITTENT, NOT_CHECKED, compare, fingerprint, norma
 from .report.json_report import ReportError, load_json_report
 from .results import load_divergences
 
-__all__ = ["FRAMEWORKS", "build_page", "matrix", "run_store"]
+__all__ = ["FRAMEWORKS", "as_recorded", "build_page", "matrix", "run_store"]
 
 FRAMEWORKS: Mapping[str, tuple[str, ...]] = {
     "adk": ("google-adk", "sqlalchemy"),
@@ -152,6 +152,18 @@ def load_store(store: str, report: str | None, error: str = "") -> dict[str, Any
     row["capabilities"] = sorted(result.capabilities) if result else []
     row["reasons"] = {c.clause.id: c.reason for c in result.clauses} if result else {}
     return row
+
+
+def as_recorded(row: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` with each clause that was not checked, in this run or in the record, read as recorded:
+    ``compare`` does not count such a difference, and the page built for ``--check`` must not either."""
+    old = recorded.get("stores", {}).get(row["store"], {}).get("clauses", {})
+    clauses = dict(row["clauses"])
+    for cid, verdict in row["clauses"].items():
+        was = old.get(cid)
+        if was is not None and was != verdict and NOT_CHECKED in (was, verdict):
+            clauses[cid] = was
+    return {**row, "clauses": clauses}
 
 
 def build_page(rows: Sequence[Mapping[str, Any]], *, date: str, inputs: str = "") -> tuple[str, list[str]]:
@@ -312,8 +324,10 @@ def matrix(out: Path, stores: tuple[str, ...], from_reports: bool, timeout: floa
         raise click.ClickException("the inputs changed while the matrix ran (an edit to the suite or the adapters): "
                                    "its stores did not all run the same code; run it again")
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    page, unreviewed = build_page(rows, date=today, inputs=inputs.get("sources", "unknown"))
     document = _document(rows, inputs)
+    if check_only:  # no evidence either way must not make the page differ any more than the verdicts
+        rows = [as_recorded(r, recorded) for r in rows]
+    page, unreviewed = build_page(rows, date=today, inputs=inputs.get("sources", "unknown"))
     for item in unreviewed:
         click.echo(f"unreviewed failure: {item}", err=True)
     for r in rows:

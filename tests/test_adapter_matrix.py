@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sessionspec.conformance import matrix_state
-from sessionspec.conformance.matrix import _table_part, build_page, load_store
+from sessionspec.conformance.matrix import _table_part, as_recorded, build_page, load_store
 from sessionspec.conformance.matrix_state import INTERMITTENT, NOT_CHECKED, compare, fingerprint, normalise
 from sessionspec.conformance.results import RunResult, TestOutcome
 
@@ -73,6 +73,11 @@ def test_a_clause_the_run_could_not_decide_reads_not_checked_and_is_no_change_ei
     committed = {"inputs": {}, "stores": {"s": {"level": "none", "clauses": {"TTL-1": "fail", "LC-1": "pass"}}}}
     fresh = {"inputs": {}, "stores": {"s": {"level": "none", "clauses": {"TTL-1": NOT_CHECKED, "LC-1": "pass"}}}}
     assert compare(committed, fresh) == [] and compare(fresh, committed) == []
+    # and --check builds its page the same way: an undecided clause reads as the record has it
+    for was, now in ((committed, fresh), (fresh, committed)):
+        row = {**_row("s", now["stores"]["s"]["clauses"])}
+        page = build_page([as_recorded(row, was)], date="2026-01-01")[0]
+        assert page == build_page([_row("s", was["stores"]["s"]["clauses"])], date="2026-01-01")[0]
 
 
 def test_the_fingerprint_covers_the_suite_and_adapters_but_not_the_page_renderers() -> None:
