@@ -183,7 +183,7 @@ def _plain_float(match: re.Match[str]) -> str:
 
 def encode_json(value: Any) -> str:
     """JSON text for a validated value, in the representation jsonb stores losslessly."""
-    return encode_state(value, dumps(value))
+    return encode_state(value, None)
 
 
 def encode_state(value: Any, text: bytes | None) -> str:

@@ -238,7 +238,7 @@ async def retrying(clause: str, trial: Callable[[float], Awaitable[None]], ttl: 
         except Inconclusive as exc:
             seen.append(f"ttl {period:g} s: {exc}")
     pytest.skip(
-        f"{clause}: not checked: the timing was inconclusive {TRIALS} times ("
+        f"not checked: {clause}: the timing was inconclusive {TRIALS} times ("
         + "; then ".join(seen)
         + "). The store's calls (or this machine) were too slow for the suite to decide whether expiry is "
         "on time; calls that answer in well under 0.1 s let it decide."
