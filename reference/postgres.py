@@ -29,6 +29,12 @@ Design (the schema and write functions live in ``postgres_schema.sql``):
   tells the cases apart (2 round trips only then). Expiry is decided on the database's clock
   (``clock_timestamp()``, read once per call, or for the fast paths ``statement_timestamp()``;
   never ``now()``, which a long transaction would freeze; never the app's).
+* CC-8: a write decides "live" on its snapshot a moment before it locks the row and commits,
+  so a call that merely saw the row expired could answer "gone" while such a write was about
+  to commit, and the session would be back. So expiry is made an event: a call that finds a
+  session expired (get, touch, or a write's function) deletes the row, if still expired, before
+  it answers "gone"; whichever locks the row first wins, the write or the delete (2 round trips
+  only for an expired row, which is then gone). Lists and counts only skip expired rows.
 * Versions come from one sequence, so they increase per session and never repeat across
   incarnations (VER-1, VER-2).
 * ST-1: ``jsonb`` cannot hold ``\\u0000``, so strings (values and keys, at any depth) that
@@ -104,6 +110,9 @@ __all__ = ["PostgresStore"]
 
 PURGE_BATCH: Final = 1000
 QUEUE_LIMIT: Final = 12
+EXPIRY_RACES: Final = 8
+"""get/touch read again when a session found expired was extended first; each retry needs another write
+to extend it and it to expire again in between, so this bound is never reached in practice."""
 """A call queued behind a busy but working pool waits at most this many timeouts."""
 _READY: set[str] = set()  # DSNs whose schema this process has checked
 
@@ -289,6 +298,16 @@ class PostgresStore:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(release, RELEASE_LIMIT)
 
+    async def _expire_due(self, sid: str) -> bool:
+        """Found expired (or missing): delete it if still expired, so no write that found it live a moment
+        ago can commit after we answer "gone" (CC-8). False: a write extended it first; read it again."""
+        return bool(await self._run("fetchval", sql.EXPIRE_DUE, self.namespace, sid))
+
+    @staticmethod
+    def _kept_racing(sid: str) -> BackendUnavailable:
+        return BackendUnavailable(f"session {sid!r} kept expiring and being extended while it was read "
+                                  f"({EXPIRY_RACES} tries); try again")
+
     @staticmethod
     def _outcome(id: str, row: Mapping[str, Any], expected: int | None = None, key: str = "") -> Mapping[str, Any]:
         status = row["status"]
@@ -321,8 +340,15 @@ class PostgresStore:
 
     async def get(self, id: str) -> Session | None:
         sid = validate_id(id)
-        row = await self._run("fetchrow", sql.GET, self.namespace, sid)
-        return None if row is None else _session(sid, row)
+        for _ in range(EXPIRY_RACES):
+            row = await self._run("fetchrow", sql.GET, self.namespace, sid)
+            if row is None:
+                return None
+            if row["live"]:
+                return _session(sid, row)
+            if await self._expire_due(sid):
+                return None
+        raise self._kept_racing(sid)
 
     async def save(self, id: str, state: Mapping[str, Any], *, expected_version: int | None = None,
                    ttl: TtlArg = KEEP) -> Session:
@@ -373,10 +399,13 @@ class PostgresStore:
     async def touch(self, id: str, *, ttl: TtlArg = KEEP) -> SessionInfo:
         sid = validate_id(id)
         keep, seconds = self._ttl_args(validate_ttl(ttl))
-        row = await self._run("fetchrow", sql.TOUCH, self.namespace, sid, keep, seconds)
-        if row is None:
-            raise SessionNotFound(sid)
-        return _info(sid, row)
+        for _ in range(EXPIRY_RACES):
+            row = await self._run("fetchrow", sql.TOUCH, self.namespace, sid, keep, seconds)
+            if row is not None:
+                return _info(sid, row)
+            if await self._expire_due(sid):
+                raise SessionNotFound(sid)
+        raise self._kept_racing(sid)
 
     async def delete(self, id: str) -> bool:
         sid = validate_id(id)

@@ -117,24 +117,63 @@ CREATE OR REPLACE FUNCTION sessionspec.expiry_slot(t timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT floor(extract(epoch FROM t - '1970-01-01 00:00:00+00'::timestamptz) / 60)::bigint $$;
 
--- Why a conditional write matched no row: lock the row (FOR UPDATE) and classify it.
--- status 0 means live, at the expected version, and now locked by this transaction; then the
--- appended items of the keys in p_drop (NULL: all keys) are dropped, as save/apply replace them.
+-- A call that finds a session expired makes the expiry an event before it answers "gone": it
+-- deletes the row (and its items) if it is still expired, else learns that a write extended it
+-- first. A write decides "live" on its snapshot a moment before it locks and commits; without
+-- this, one that decided just before the expiry could commit after a call had answered "gone",
+-- and the session would be back (CC-8). Whichever locks the row first wins: the write (the
+-- delete then re-checks the new row, which is live) or the delete (the write then finds no row).
+-- Returns true when the session is gone, false when a live row is there.
+CREATE OR REPLACE FUNCTION sessionspec.expire_due(p_ns text, p_id text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    had_items boolean;
+BEGIN
+    DELETE FROM sessionspec.sessions s
+     WHERE s.namespace = p_ns AND s.id = p_id AND s.expires_at <= clock_timestamp()
+    RETURNING cardinality(s.item_keys) > 0 INTO had_items;
+    IF FOUND THEN
+        IF had_items THEN
+            DELETE FROM sessionspec.items i WHERE i.namespace = p_ns AND i.id = p_id;
+        END IF;
+        RETURN true;
+    END IF;
+    PERFORM FROM sessionspec.sessions s WHERE s.namespace = p_ns AND s.id = p_id;  -- a fresh snapshot
+    RETURN NOT FOUND;
+END $$;
+
+-- Why a conditional write matched no row: lock the row (FOR UPDATE) and classify it on the
+-- clock read after the lock (the wait may be long). An expired row is deleted here, as
+-- expire_due does, before status 1 answers "gone". status 0 means live, at the expected
+-- version, and now locked by this transaction, with updated_at = the instant it was found live
+-- (the caller's write time); then the appended items of the keys in p_drop (NULL: all keys) are
+-- dropped, as save/apply replace them.
 CREATE OR REPLACE FUNCTION sessionspec.lock_live(
-    p_ns text, p_id text, p_expected bigint, t timestamptz, p_drop text[] DEFAULT '{}')
+    p_ns text, p_id text, p_expected bigint, p_drop text[] DEFAULT '{}')
 RETURNS sessionspec.outcome LANGUAGE plpgsql AS $$
 DECLARE
     r sessionspec.outcome;
     cur sessionspec.sessions;
+    there boolean;
+    t timestamptz;
 BEGIN
     SELECT * INTO cur FROM sessionspec.sessions s WHERE s.namespace = p_ns AND s.id = p_id FOR UPDATE;
-    IF NOT FOUND OR cur.expires_at <= t THEN
+    there := FOUND;
+    t := clock_timestamp();
+    IF NOT there THEN
         r.status := 1;
+    ELSIF cur.expires_at <= t THEN
+        r.status := 1;
+        DELETE FROM sessionspec.sessions s WHERE s.namespace = p_ns AND s.id = p_id;
+        IF cardinality(cur.item_keys) > 0 THEN
+            DELETE FROM sessionspec.items i WHERE i.namespace = p_ns AND i.id = p_id;
+        END IF;
     ELSIF p_expected IS NOT NULL AND cur.version <> p_expected THEN
         r.status := 2;
         r.version := cur.version;
     ELSE
         r.status := 0;
+        r.updated_at := t;
         IF p_drop IS NULL OR cur.item_keys && p_drop THEN
             DELETE FROM sessionspec.items i
              WHERE i.namespace = p_ns AND i.id = p_id AND (p_drop IS NULL OR i.key = ANY(p_drop));
@@ -205,10 +244,11 @@ BEGIN
             RETURN r;
         END IF;
         EXIT WHEN attempt = 2;
-        r := sessionspec.lock_live(p_ns, p_id, p_expected, t, NULL);  -- locked, items gone: now it cannot miss
+        r := sessionspec.lock_live(p_ns, p_id, p_expected, NULL);  -- locked, items gone: now it cannot miss
         IF r.status <> 0 THEN
             RETURN r;
         END IF;
+        t := r.updated_at;  -- when it was found live, after the wait for the lock
     END LOOP;
     RAISE EXCEPTION 'sessionspec: save of % missed its locked row', p_id USING ERRCODE = '40001';
 END $$;
@@ -237,10 +277,11 @@ BEGIN
             RETURN r;
         END IF;
         EXIT WHEN attempt = 2;
-        r := sessionspec.lock_live(p_ns, p_id, p_expected, t, p_keys);  -- the changed keys' items go
+        r := sessionspec.lock_live(p_ns, p_id, p_expected, p_keys);  -- the changed keys' items go
         IF r.status <> 0 THEN
             RETURN r;
         END IF;
+        t := r.updated_at;
     END LOOP;
     RAISE EXCEPTION 'sessionspec: apply to % missed its locked row', p_id USING ERRCODE = '40001';
 END $$;
@@ -274,10 +315,11 @@ BEGIN
             END IF;
             RETURN r;
         END IF;
-        r := sessionspec.lock_live(p_ns, p_id, p_expected, t);
+        r := sessionspec.lock_live(p_ns, p_id, p_expected);
         IF r.status <> 0 THEN
             RETURN r;
         END IF;
+        t := r.updated_at;
         SELECT jsonb_typeof(s.state -> p_key) INTO kind FROM sessionspec.sessions s
          WHERE s.namespace = p_ns AND s.id = p_id AND NOT p_key = ANY(s.item_keys);
         IF kind IS NOT NULL AND kind <> 'array' THEN

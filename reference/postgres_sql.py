@@ -20,8 +20,8 @@ from ._json import dumps, loads
 
 __all__ = [
     "APPEND", "APPEND_FAST", "APPLY", "APPLY_FAST", "APPLY_FAST_SET", "COUNT_ALL", "COUNT_OWNER", "CREATE", "DELETE",
-    "GET", "LIST_ALL", "LIST_OWNER", "PURGE", "SAVE", "SAVE_FAST", "SCHEMA_SQL", "SCHEMA_VERSION", "TOUCH",
-    "decode_json", "encode_json", "encode_state", "escape", "install_schema",
+    "EXPIRE_DUE", "GET", "LIST_ALL", "LIST_OWNER", "PURGE", "SAVE", "SAVE_FAST", "SCHEMA_SQL", "SCHEMA_VERSION",
+    "TOUCH", "decode_json", "encode_json", "encode_state", "escape", "install_schema",
 ]
 
 SCHEMA_SQL: Final = resources.files(__package__).joinpath("postgres_schema.sql").read_text("utf-8")
@@ -30,12 +30,16 @@ SCHEMA_LOCK: Final = 0x5E55_1045_BEC0  # pg_advisory_xact_lock key for installin
 
 LIVE = "(s.expires_at IS NULL OR s.expires_at > {now})"
 INFO = "s.owner, s.version, s.created_at, s.updated_at, s.expires_at, s.ttl"
+# A row comes back live or expired (live = false, no state): an expired one is not "gone" until
+# EXPIRE_DUE has deleted it, since a write that found it live a moment before may still commit.
 GET = f"""
-SELECT {INFO}, s.state, CASE WHEN cardinality(s.item_keys) > 0 THEN
+SELECT l.live, {INFO}, CASE WHEN l.live THEN s.state END AS state,
+       CASE WHEN l.live AND cardinality(s.item_keys) > 0 THEN
        (SELECT jsonb_agg(jsonb_build_array(i.key, i.items) ORDER BY i.key, i.version)
           FROM sessionspec.items i WHERE i.namespace = s.namespace AND i.id = s.id) END AS tails
-  FROM sessionspec.sessions s
- WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="clock_timestamp()")}"""
+  FROM sessionspec.sessions s CROSS JOIN LATERAL (SELECT {LIVE.format(now="clock_timestamp()")} AS live) l
+ WHERE s.namespace = $1 AND s.id = $2"""
+# No row back: not found or expired; EXPIRE_DUE tells them apart (true: gone) and makes the expiry stick.
 TOUCH = f"""
 WITH c AS (SELECT clock_timestamp() AS t)
 UPDATE sessionspec.sessions s
@@ -43,6 +47,7 @@ UPDATE sessionspec.sessions s
        expires_at = c.t + sessionspec.period(CASE WHEN $3 THEN s.ttl ELSE $4::float8 END)
   FROM c WHERE s.namespace = $1 AND s.id = $2 AND {LIVE.format(now="c.t")}
 RETURNING {INFO}"""
+EXPIRE_DUE = "SELECT sessionspec.expire_due($1, $2)"
 NOW = "(SELECT clock_timestamp())"  # an InitPlan: read once, and usable as an index bound
 LIST = f"""
 SELECT s.id, {INFO} FROM sessionspec.sessions s

@@ -198,7 +198,8 @@ def test_expiry_follows_clock_timestamp_even_inside_a_long_transaction(url: str)
                 created = await store.create({"a": 1}, ttl=0.3)
                 await wait_for(lambda: db_passed(conn, created.expires_at), "the database clock passes expires_at")
                 assert await conn.fetchval("SELECT now() < $1", created.expires_at), "now() should be frozen"
-                assert await conn.fetchrow(sql.GET, store.namespace, created.id) is None, (
+                row = await conn.fetchrow(sql.GET, store.namespace, created.id)
+                assert row is None or not row["live"], (
                     "TTL-4: get inside an old transaction still sees the expired session: expiry uses now()")
                 row = await conn.fetchrow(sql.APPLY, store.namespace, created.id, "{}", [], [], None)
                 assert row["status"] == 1, "LC-3: apply inside an old transaction wrote to an expired session"
@@ -382,12 +383,12 @@ def test_ten_stores_installing_the_schema_at_once_all_succeed_and_upgrades_repla
             await asyncio.gather(*(s.aclose() for s in stores))
             older = await asyncpg.connect(fresh)  # pretend an older release installed the schema
             await older.execute("UPDATE sessionspec.meta SET value = 'older' WHERE name = 'schema'; "
-                                "CREATE FUNCTION sessionspec.lock_live(text, text, bigint, timestamptz) "
+                                "CREATE FUNCTION sessionspec.lock_live(text, text, bigint) "
                                 "RETURNS sessionspec.outcome LANGUAGE sql AS 'SELECT NULL::sessionspec.outcome'")
             await older.close()
             upgraded = await PostgresStore.connect(fresh + "?application_name=upgrade", namespace="n0")
             try:  # a new DSN string: this process has not checked it yet, so it installs
-                with pytest.raises(InvalidState):  # the append calls lock_live(4 args): not ambiguous
+                with pytest.raises(InvalidState):  # the append calls lock_live(3 args): not ambiguous
                     await upgraded.append(created[0].id, "i", [1])
             finally:
                 await upgraded.aclose()
@@ -491,6 +492,85 @@ def test_apply_racing_an_append_returns_and_keeps_exactly_what_came_before_it(ur
             assert got is not None and got.state == {"log": [1, 2], "x": 1}
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- CC-8: expiry is an event
+READS_AND_WRITES: dict[str, Callable[[PostgresStore, str], Coroutine[Any, Any, Any]]] = {
+    "get": lambda s, sid: s.get(sid),
+    "touch": lambda s, sid: s.touch(sid),
+    "save": lambda s, sid: s.save(sid, {"b": 2}),
+    "apply": lambda s, sid: s.apply(sid, {"b": 2}),
+    "append": lambda s, sid: s.append(sid, "log", [2]),
+}
+
+
+@contextlib.asynccontextmanager
+async def expired_with_a_write_committing(url: str, store: PostgresStore) -> AsyncIterator[
+        tuple[str, asyncpg.Connection]]:
+    """A session whose committed row has expired, and another connection in the middle of a write
+    that found it live a moment before (it holds the row lock, its new expiry not yet committed):
+    the instant CC-8 failed in, held open until the block COMMITs or ROLLBACKs."""
+    created = await store.create({"a": 1}, ttl=3600)
+    await store.append(created.id, "log", [1])
+    writer = await asyncpg.connect(url)
+    try:
+        await writer.execute("UPDATE sessionspec.sessions SET expires_at = clock_timestamp() - interval '1 s' "
+                             "WHERE namespace = $1 AND id = $2", store.namespace, created.id)
+        await writer.execute("BEGIN")
+        await writer.execute("UPDATE sessionspec.sessions SET expires_at = clock_timestamp() + interval '1 h', "
+                             "version = nextval('sessionspec.versions') WHERE namespace = $1 AND id = $2",
+                             store.namespace, created.id)
+        yield created.id, writer
+    finally:
+        await writer.close()
+
+
+@pytest.mark.parametrize("op", list(READS_AND_WRITES))
+def test_a_call_finding_a_session_expired_waits_for_a_write_that_found_it_live(url: str, op: str) -> None:
+    """The write commits: the call must see it live (had it answered "gone" first, a call after it would
+    find the session back: CC-8 failed this way under load, touch -> SessionNotFound, then get -> live)."""
+
+    async def scenario() -> None:
+        async with opened(url) as store, expired_with_a_write_committing(url, store) as (sid, writer):
+            task = asyncio.create_task(READS_AND_WRITES[op](store, sid))
+            await wait_for(lambda: _done_or_blocked(task, writer), f"{op} waits for the committing write")
+            assert not task.done(), (
+                f"{op} answered {task.result() if not task.exception() else task.exception()!r} while a write that "
+                "found the session live was still committing: once it commits, the session is back")
+            await writer.execute("COMMIT")
+            result = await task
+            assert result is not None, f"{op} answered gone, but the write that extended the session committed first"
+            assert await store.get(sid) is not None
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("op", list(READS_AND_WRITES))
+def test_a_call_that_answers_gone_for_an_expired_session_has_deleted_it_first(url: str, op: str) -> None:
+    """The write rolls back: the call answers gone, and by then the row and its items are deleted, so
+    no write that found the session live before the expiry can commit after it."""
+
+    async def scenario() -> None:
+        async with opened(url) as store, expired_with_a_write_committing(url, store) as (sid, writer):
+            task = asyncio.create_task(READS_AND_WRITES[op](store, sid))
+            await wait_for(lambda: _done_or_blocked(task, writer), f"{op} waits for the committing write")
+            await writer.execute("ROLLBACK")
+            if op == "get":
+                assert await task is None
+            else:
+                with pytest.raises(SessionNotFound):
+                    await task
+            rows = await writer.fetchval(
+                "SELECT (SELECT count(*) FROM sessionspec.sessions WHERE namespace = $1 AND id = $2)"
+                "     + (SELECT count(*) FROM sessionspec.items WHERE namespace = $1 AND id = $2)",
+                store.namespace, sid)
+            assert rows == 0, f"{op} answered gone but left the expired session's rows ({rows}) for a write to revive"
+
+    asyncio.run(scenario())
+
+
+async def _done_or_blocked(task: asyncio.Task[Any], writer: asyncpg.Connection) -> bool:
+    return task.done() or await blocked_by(writer)
 
 
 def test_backend_unavailable_while_stopped_then_the_same_store_recovers(server: Server) -> None:

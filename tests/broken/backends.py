@@ -192,7 +192,7 @@ class PostgresGetOnAppClock(PostgresStore):
         sid = validate_id(id)
         now = datetime.now(UTC).replace(tzinfo=None)  # naive: the database takes it as its local time
         row = await self._run("fetchrow", _GET_ON_APP_CLOCK, self.namespace, sid, now)
-        return None if row is None else postgres._session(sid, row)
+        return None if row is None or not row["live"] else postgres._session(sid, row)
 
 
 @broken_on("redis", "HY-1")
