@@ -15,7 +15,9 @@ What the frameworks lack, this class emulates, and says so in ``EMULATED``:
   base and counts up by one, so versions never repeat across incarnations (VER-2)
   except with negligible probability;
 - expiry, for frameworks without native expiry: the record carries its period and its
-  last write on this process's clock and is filtered on read (``native_ttl = False``);
+  last write on this process's clock and is filtered on read (``native_ttl = False``); a
+  call that finds a record expired removes it, under the id's lock, before it answers
+  "gone", so no write that loaded it live can bring it back afterwards;
 - ``apply``/``append``/``save`` are read-modify-writes serialised per session id inside
   one store instance (as ADK serialises its own appends per session); across instances
   only the framework's own conflict detection (``Stale``) protects them, and only
@@ -218,10 +220,14 @@ class AdapterStore:
                 self._locks[id] = (lock, users - 1)
 
     async def _live(self, id: str) -> tuple[Record, Any] | None:
+        """The live record, under the id's lock (held by the caller). One found expired is removed before the
+        caller answers "gone": expiry is made an event, so a write of another instance that loaded it live
+        and stores it later meets a missing session instead of bringing it back (CC-8)."""
         loaded = await self._call(self._load(id))
-        if loaded is None or not (self.native_ttl or loaded[0].live(self._now())):
-            return None
-        return loaded
+        if loaded is None or self.native_ttl or loaded[0].live(self._now()):
+            return loaded
+        await self._call(self._remove(id))
+        return None
 
     def _check_version(self, expected: int | None) -> int | None:
         expected = validate_expected_version(expected)
@@ -281,7 +287,12 @@ class AdapterStore:
 
     async def get(self, id: str) -> Session | None:
         sid = validate_id(id)
-        loaded = await self._live(sid)
+        loaded = await self._call(self._load(sid))
+        if loaded is not None and not (self.native_ttl or loaded[0].live(self._now())):
+            # Found expired. A write of this instance may have loaded it live and be storing it now: wait
+            # for it (the id's lock), then decide on a fresh read, so "gone" is never followed by "live".
+            async with self._serial(sid):
+                loaded = await self._live(sid)
         return None if loaded is None else _session(sid, loaded[0])
 
     async def save(self, id: str, state: Mapping[str, Any], *, expected_version: int | None = None,

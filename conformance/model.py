@@ -133,6 +133,16 @@ def _decode(value: Any) -> Any:
     return value
 
 
+_EXPECTABLE: Final = frozenset(cls.__name__ for cls in ERRORS if cls is not SessionStoreError)
+"""Errors the contract names for a situation (the model predicts them; outputs stay exactly comparable).
+Anything else, the bare SessionStoreError included, is never a predicted output and keeps its message."""
+MESSAGE_LIMIT: Final = 300
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT - 1] + "…"
+
+
 def _error_name(exc: BaseException) -> str:
     return next((cls.__name__ for cls in ERRORS if isinstance(exc, cls)), type(exc).__name__)
 
@@ -143,6 +153,8 @@ def observe(result: object) -> Any:
         out: dict[str, Any] = {"error": _error_name(result)}
         if isinstance(result, VersionConflict):
             out |= {"expected": result.expected, "actual": result.actual}
+        elif out["error"] not in _EXPECTABLE:  # no model predicts it: keep what it said, for the failure message
+            out["message"] = _clip(f"{type(result).__name__}: {result}")
         return out
     if isinstance(result, SessionInfo):
         info = {"id": result.id, "owner": result.owner, "version": result.version, "ttl": result.ttl}

@@ -412,6 +412,91 @@ def test_adapter_write_gone_stale_behind_a_touch_retries_instead_of_a_conflict_w
     assert appended.version == version + 1
 
 
+class _DictStore:
+    """The five primitives over a dict, on a clock the test sets: emulated expiry with nothing else in the way."""
+
+    def __init__(self) -> None:
+        from sessionspec.adapters._base import AdapterStore
+
+        class Store(AdapterStore):
+            now = 0.0
+
+            def __init__(self, namespace: str) -> None:
+                super().__init__(namespace)
+                self.rows: dict[str, Any] = {}
+
+            def _now(self) -> float:
+                return self.now
+
+            async def _load(self, id: str) -> Any:
+                return None if id not in self.rows else (self.rows[id], None)
+
+            async def _insert(self, id: str | None, record: Any) -> str:
+                assert id is not None
+                if id in self.rows:
+                    raise SessionExists(id)
+                self.rows[id] = record
+                return id
+
+            async def _store(self, id: str, record: Any, token: Any) -> None:
+                self.rows[id] = record  # no existence check: like add_items and aput, a write that lands recreates
+
+            async def _remove(self, id: str) -> None:
+                self.rows.pop(id, None)
+
+        self.store = Store("t")
+
+
+def test_adapter_get_of_an_expired_session_waits_for_a_write_that_loaded_it_live() -> None:
+    """CC-8 through the adapters' emulated expiry (one instance): get read the record expired without the id's
+    lock and answered None while a write that had loaded it live was storing it; the write then landed with
+    its new expiry, and the next get found the session back. Forced here: the write waits on an Event."""
+    from sessionspec.adapters._base import Record
+
+    async def repro() -> tuple[Any, Any, Any]:
+        store = _DictStore().store
+        s = await store.create({"n": 0}, id="s", ttl=10)  # expires at 10
+        storing, land = asyncio.Event(), asyncio.Event()
+        store_now = store._store
+
+        async def slow_store(id: str, record: Record, token: Any) -> None:
+            storing.set()
+            await land.wait()
+            await store_now(id, record, token)
+
+        store._store = slow_store  # type: ignore[method-assign]
+        store.now = 5.0  # the write loads it live and will slide it to 15
+        writing = asyncio.create_task(store.apply(s.id, {"n": 1}))
+        await storing.wait()
+        store.now = 12.0  # past the old expiry, before the new one
+        reading = asyncio.create_task(store.get(s.id))
+        await asyncio.sleep(0)  # let get run as far as it can without the write
+        early = reading.done()
+        land.set()
+        await writing
+        return early, await reading, await store.get(s.id)
+
+    early, first, second = _run(repro())
+    assert not early, "get answered before the write that had loaded the session live was stored"
+    assert first is not None and second is not None and first.state == second.state == {"n": 1}
+
+
+def test_adapter_a_call_that_finds_a_session_expired_removes_it_so_a_late_write_cannot_bring_it_back() -> None:
+    """The same across instances, where no lock is shared: the call that answers "gone" removes the record
+    first, so a write that loaded it live elsewhere meets a missing session (here, with a framework whose
+    write recreates, the record must at least be gone when the answer is given)."""
+
+    async def repro() -> tuple[bool, Any]:
+        store = _DictStore().store
+        await store.create({}, id="s", ttl=10)
+        store.now = 11.0
+        gone = await store.get("s") is None
+        return gone, store.rows.get("s")
+
+    gone, left = _run(repro())
+    assert gone and left is None, "get answered gone but left the expired record for a late write to revive"
+
+
 @needs_agents
 def test_agents_sqlite_cc8_a_write_after_clear_session_recreates_it(tmp_path: Any) -> None:
     """CC-8, agents_sqlite: add_items has no existence condition (INSERT OR IGNORE into agent_sessions), so a

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sessionspec.conformance.contract import DELETE, KEEP
+from sessionspec.conformance.contract import DELETE, KEEP, SessionNotFound, SessionStoreError, VersionConflict
 from sessionspec.conformance.linearizability import UNKNOWN
 from sessionspec.conformance.model import GRACE, Call, ModelMismatch, Namespace, Tracker, observe, step
 from sessionspec.conformance.worker import perform
@@ -280,3 +280,15 @@ def test_a_rounded_float_is_st_1_whatever_the_write() -> None:
     t = tracker_with({"x": 0.1})
     assert _blamed(t, Call("apply", "s", {"y": 1.2345678901234567}),
                    session("s", 6, {"x": 0.1, "y": 1.23456789012346})) == "ST-1"
+
+
+def test_an_error_no_model_predicts_keeps_its_message_and_contract_errors_stay_exactly_comparable() -> None:
+    """A bare SessionStoreError (or a foreign exception) in a concurrent history is only fixable with what it
+    said ("database is locked", ...); the errors the contract names stay bare so the model can match them."""
+    assert observe(SessionNotFound("x")) == {"error": "SessionNotFound"}
+    assert observe(VersionConflict("x", 1, 2)) == {"error": "VersionConflict", "expected": 1, "actual": 2}
+    locked = observe(SessionStoreError("SQLite refused the write under contention: database is locked"))
+    assert locked == {"error": "SessionStoreError",
+                      "message": "SessionStoreError: SQLite refused the write under contention: database is locked"}
+    long = observe(RuntimeError("x" * 1000))
+    assert long["error"] == "RuntimeError" and len(long["message"]) == 300 and long["message"].endswith("…")
