@@ -166,6 +166,16 @@ def as_recorded(row: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str
     return {**row, "clauses": clauses}
 
 
+def _why(rows: Sequence[Mapping[str, Any]], line: str) -> str:
+    """What this run's report says about the clause a ``"<store> <clause>…"`` line names (check mode writes its
+    reports to a scratch directory, so this is all that is left of them to read)."""
+    store, _, rest = line.partition(" ")
+    cid = rest.split(":", 1)[0].strip()
+    reason = next((r.get("reasons", {}).get(cid, "") for r in rows if r.get("store") == store), "")
+    reason = " ".join(reason.split())
+    return f"\n    this run: {reason[:600]}" if reason else ""
+
+
 def build_page(rows: Sequence[Mapping[str, Any]], *, date: str, inputs: str = "") -> tuple[str, list[str]]:
     """The Markdown page and the list of failures no reviewed paragraph explains."""
     findings = _findings()
@@ -183,10 +193,10 @@ def build_page(rows: Sequence[Mapping[str, Any]], *, date: str, inputs: str = ""
         "framework has none; argument validation — ID-3, ST-2, TTL-0 measure the adapter layer).",
         "",
         f"Regenerate with `{REGENERATE}` (the framework versions pinned in `adapters/constraints.txt`,",
-        "servers provisioned locally, two stores at a time within a deadline); `tox -e matrix` checks the",
-        "same way and fails when `docs/compatibility/matrix.json` — the inputs and verdicts this page was",
-        "built from — no longer matches a fresh run or the current sources (not yet a CI step: a race no",
-        "finding explains yet still flips a verdict now and then).",
+        "servers provisioned locally, two stores at a time within a deadline); CI runs `tox -e matrix`,",
+        "which checks the same way and fails when `docs/compatibility/matrix.json` — the inputs and verdicts",
+        "this page was built from — no longer matches a fresh run or the current sources, or when a failure",
+        "no reviewed finding explains appears (it prints what the run's report says about it).",
         "",
         "Legend: ✓ pass, ✗ fail, ~ fails intermittently (reviewed and reproduced; a run may pass it),",
         "≠ known divergence (documented by the framework), · not claimed, n/a not applicable on this",
@@ -330,7 +340,7 @@ def matrix(out: Path, stores: tuple[str, ...], from_reports: bool, timeout: floa
         rows = [as_recorded(r, recorded) for r in rows]
     page, unreviewed = build_page(rows, date=today, inputs=inputs.get("sources", "unknown"))
     for item in unreviewed:
-        click.echo(f"unreviewed failure: {item}", err=True)
+        click.echo(f"unreviewed failure: {item}{_why(rows, item)}", err=True)
     for r in rows:
         click.echo(f"{r['store']:<20} {runs[r['store']].get('seconds', 0):>7.1f} s  {r['level']:<12} "
                    f"{r.get('versions', '')}")
@@ -343,7 +353,7 @@ def matrix(out: Path, stores: tuple[str, ...], from_reports: bool, timeout: floa
         if _table_part(current) != _table_part(page):
             diffs.append(f"{out}: the page differs from the one these verdicts and findings give")
         for line in diffs:
-            click.echo(line, err=True)
+            click.echo(f"{line}{_why(rows, line)}", err=True)
         if diffs:
             click.echo(f"{out} is stale: regenerate it with `{REGENERATE}`", err=True)
         sys.exit(1 if diffs or unreviewed else 0)

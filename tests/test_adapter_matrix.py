@@ -119,3 +119,15 @@ def test_a_store_cut_at_its_budget_reads_not_checked_never_passed(tmp_path: Path
     assert row["level"] == "not run" and row["clauses"] == {}
     page, unreviewed = build_page([row], date="2026-01-01")
     assert "| LC-1 | ? |" in page and unreviewed and "The run was incomplete" in page
+
+
+def test_check_mode_prints_what_its_run_said_about_a_changed_or_unreviewed_clause() -> None:
+    """--check reports to a scratch directory; the line naming a flipped clause carries the run's reason."""
+    from sessionspec.conformance.matrix import _why
+
+    rows = [{"store": "adk_sqlite", "reasons": {"CC-8": "AssertionError: CC-8: 1 calls ended in\n  SessionStoreError"}}]
+    assert _why(rows, "adk_sqlite CC-8: pass -> fail") == (
+        "\n    this run: AssertionError: CC-8: 1 calls ended in SessionStoreError")
+    assert _why(rows, "adk_sqlite CC-8") == _why(rows, "adk_sqlite CC-8: pass -> fail")  # an unreviewed failure
+    assert _why(rows, "inputs: conformance/model.py changed") == ""
+    assert _why(rows, "adk_sqlite CC-1: pass -> fail") == ""
