@@ -8,8 +8,11 @@ outcomes up by clause.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
+import os
 import time
+from collections.abc import Iterator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +25,26 @@ from .results import RunResult, TestOutcome
 from .targets import Target, TargetOptions, resolve_target
 
 __all__ = ["run_suite"]
+
+_PLUGINS: tuple[str, ...] = ("-p", plugin.__name__, *(
+    ("-p", "_hypothesis_pytestplugin") if importlib.util.find_spec("_hypothesis_pytestplugin") else ()))
+"""The suite's run loads these plugins only. Whatever else is installed registers a pytest plugin too (the
+agent frameworks' tracing, API testers, Locust) and would be imported and assertion-rewritten on every run:
+1.4 s of each `sessionspec check` on a machine with the framework extras, for nothing the suite uses."""
+
+
+@contextlib.contextmanager
+def _no_plugin_autoload() -> Iterator[None]:
+    """PYTEST_DISABLE_PLUGIN_AUTOLOAD for this pytest.main only (it is read as the run configures itself)."""
+    before = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = before
 
 
 def run_suite(
@@ -52,7 +75,7 @@ def run_suite(
             state.listeners.append(listener)
         if resolved.claims is not None:  # [tool.sessionspec] capabilities: check these claims instead
             state.capabilities = resolved.claims
-        args = [str(plugin.SUITE_DIR), "-p", "no:cacheprovider",
+        args = [str(plugin.SUITE_DIR), "-p", "no:cacheprovider", *_PLUGINS,
                 "-o", "python_files=test_*.py", *pytest_args]
         if keyword:
             args += ["-k", keyword]
@@ -64,7 +87,7 @@ def run_suite(
         import hypothesis.stateful  # noqa: F401
         sink = io.StringIO()
         try:
-            with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
+            with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext(), _no_plugin_autoload():
                 code = pytest.main([*args, "-q", "--no-header", "-rN"] if quiet else args)
         finally:
             plugin._PENDING.clear()
