@@ -12,8 +12,7 @@ import importlib.util
 import io
 import os
 import time
-from collections.abc import Iterator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
