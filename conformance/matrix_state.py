@@ -27,7 +27,10 @@ from .results import RunResult, TestOutcome
 __all__ = ["DISTS", "INTERMITTENT", "NOT_CHECKED", "compare", "fingerprint", "input_files", "normalise", "versions"]
 
 ROOT = Path(__file__).resolve().parent.parent
-INPUT_DIRS = ("conformance", "adapters")
+INPUT_DIRS = ("conformance", "adapters", "reference/manager")
+"""The suite, the adapters, and the reference SessionManager, which the manager and scenario clauses run
+over each adapter's store (with the module it imports from: INPUT_FILES)."""
+INPUT_FILES = ("reference/memory.py", "reference/_json.py")
 INPUT_SUFFIXES = (".py", ".toml", ".lua", ".sql")
 NOT_INPUTS = frozenset({
     # what renders or re-reads results, or serves other commands: it cannot change a verdict
@@ -58,7 +61,7 @@ def input_files(root: Path = ROOT) -> list[Path]:
             rel = path.relative_to(root).as_posix()
             if path.is_file() and path.suffix in INPUT_SUFFIXES and rel not in NOT_INPUTS and "__pycache__" not in rel:
                 files.append(path)
-    return files
+    return files + [root / name for name in INPUT_FILES]
 
 
 def versions() -> dict[str, str]:

@@ -80,11 +80,14 @@ def test_a_clause_the_run_could_not_decide_reads_not_checked_and_is_no_change_ei
         assert page == build_page([_row("s", was["stores"]["s"]["clauses"])], date="2026-01-01")[0]
 
 
-def test_the_fingerprint_covers_the_suite_and_adapters_but_not_the_page_renderers() -> None:
+def test_the_fingerprint_covers_the_suite_adapters_and_manager_but_not_the_page_renderers() -> None:
     names = {p.relative_to(matrix_state.ROOT).as_posix() for p in matrix_state.input_files()}
     assert "conformance/suite/test_concurrency.py" in names and "conformance/plugin.py" in names
     assert "adapters/_base.py" in names and "adapters/divergences/agents_redis.toml" in names
     assert "conformance/matrix.py" not in names and "adapters/findings.toml" not in names
+    # the manager and scenario clauses run the reference SessionManager over each adapter's store
+    assert "reference/manager/limits.py" in names and "reference/memory.py" in names
+    assert "reference/postgres.py" not in names
     assert fingerprint()["sources"] == fingerprint()["sources"]
 
 
