@@ -27,10 +27,10 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -82,7 +82,8 @@ def _on_term(signum: int, frame: Any) -> None:
     sys.exit(128 + signum)
 
 
-def run_store(store: str, reports: Path, *, timeout: float, budget: float) -> dict[str, Any]:
+def run_store(store: str, reports: Path, *, timeout: float, budget: float,
+              clauses: Sequence[str] = ()) -> dict[str, Any]:
     """Check one adapter in a child process, for at most ``budget`` seconds (then SIGINT, then kill).
 
     Returns the report's path (or why there is none), the wall time, and whether the budget cut
@@ -95,6 +96,8 @@ def run_store(store: str, reports: Path, *, timeout: float, budget: float) -> di
     ledger = ADAPTERS_DIR / "divergences" / f"{store}.toml"
     if ledger.exists():
         argv += ["--divergences", str(ledger)]
+    for cid in clauses:
+        argv += ["--clause", cid]
     begin = time.monotonic()
     cut = ""
     with tempfile.TemporaryFile("w+") as out:
@@ -166,6 +169,40 @@ def as_recorded(row: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str
     return {**row, "clauses": clauses}
 
 
+RERUN_BUDGET: Final = 240.0
+"""Seconds --check may spend rerunning the clauses of one store whose verdict flipped from the record."""
+
+
+def recheck_flips(rows: Sequence[dict[str, Any]], recorded: Mapping[str, Any], scratch: Path, *, timeout: float,
+                  left: Callable[[], float]) -> list[str]:
+    """--check: rerun, once, the clauses whose pass/fail flipped from the record. A flip the rerun does not
+    reproduce is a race the record does not mark intermittent: the row takes the recorded verdict back and a
+    warning says what the first run saw, so it gets reviewed, without failing the check on one unlucky
+    interleaving. A flip the rerun reproduces stands (the page is stale)."""
+    warnings: list[str] = []
+    for row in rows:
+        old = recorded.get("stores", {}).get(row["store"], {})
+        was = old.get("clauses", {})
+        flipped = [cid for cid, verdict in row["clauses"].items()
+                   if verdict != was.get(cid) and {verdict, was.get(cid)} <= {"pass", "fail"}]
+        if not flipped or left() < 60:
+            continue
+        folder = scratch / "rerun"
+        folder.mkdir(parents=True, exist_ok=True)
+        done = run_store(row["store"], folder, timeout=timeout, budget=min(RERUN_BUDGET, left()), clauses=flipped)
+        again = load_store(row["store"], done["report"], done["error"])["clauses"]
+        for cid in flipped:
+            if again.get(cid) == was[cid]:
+                name = f"{row['store']} {cid}"
+                warnings.append(f"{name}: {row['clauses'][cid]} in this run, {was[cid]} again on a rerun of it: a "
+                                f"race the record does not mark intermittent (review it){_why([row], name)}")
+                row["clauses"][cid] = was[cid]
+        if all(row["clauses"].get(cid) == verdict or NOT_CHECKED in (verdict, row["clauses"].get(cid))
+               for cid, verdict in was.items()):
+            row["level"] = old.get("level", row["level"])
+    return warnings
+
+
 def _why(rows: Sequence[Mapping[str, Any]], line: str) -> str:
     """What this run's report says about the clause a ``"<store> <clause>…"`` line names (check mode writes its
     reports to a scratch directory, so this is all that is left of them to read)."""
@@ -196,7 +233,9 @@ def build_page(rows: Sequence[Mapping[str, Any]], *, date: str, inputs: str = ""
         "servers provisioned locally, two stores at a time within a deadline); CI runs `tox -e matrix`,",
         "which checks the same way and fails when `docs/compatibility/matrix.json` — the inputs and verdicts",
         "this page was built from — no longer matches a fresh run or the current sources, or when a failure",
-        "no reviewed finding explains appears (it prints what the run's report says about it).",
+        "no reviewed finding explains appears (it prints what the run's report says about it). A clause whose",
+        "pass/fail flips from the record is rerun once; a flip the rerun does not reproduce is printed as a",
+        "race to review, not counted as a change.",
         "",
         "Legend: ✓ pass, ✗ fail, ~ fails intermittently (reviewed and reproduced; a run may pass it),",
         "≠ known divergence (documented by the framework), · not claimed, n/a not applicable on this",
@@ -331,6 +370,10 @@ def matrix(out: Path, stores: tuple[str, ...], from_reports: bool, timeout: floa
                              deadline=deadline, estimates=_estimates(committed_reports)))
         shown = chosen if check_only else [s for s in STORES if s in runs]
         rows = [load_store(s, runs[s]["report"], runs[s].get("error", "")) for s in shown]
+        if check_only:
+            for warning in recheck_flips(rows, recorded, reports, timeout=timeout,
+                                         left=lambda: began + deadline - time.monotonic()):
+                click.echo(f"warning: {warning}", err=True)
     if not from_reports and compare({"inputs": inputs}, {"inputs": fingerprint()}):
         raise click.ClickException("the inputs changed while the matrix ran (an edit to the suite or the adapters): "
                                    "its stores did not all run the same code; run it again")
