@@ -193,9 +193,9 @@ def recheck_flips(rows: Sequence[dict[str, Any]], recorded: Mapping[str, Any], s
         again = load_store(row["store"], done["report"], done["error"])["clauses"]
         for cid in flipped:
             if again.get(cid) == was[cid]:
-                name = f"{row['store']} {cid}"
-                warnings.append(f"{name}: {row['clauses'][cid]} in this run, {was[cid]} again on a rerun of it: a "
-                                f"race the record does not mark intermittent (review it){_why([row], name)}")
+                warnings.append(f"{row['store']} {cid}: {row['clauses'][cid]} in this run, {was[cid]} again on a "
+                                f"rerun of it: a race the record does not mark intermittent (review it)"
+                                f"{_reason(row, cid)}")
                 row["clauses"][cid] = was[cid]
         if all(row["clauses"].get(cid) == verdict or NOT_CHECKED in (verdict, row["clauses"].get(cid))
                for cid, verdict in was.items()):
@@ -207,9 +207,13 @@ def _why(rows: Sequence[Mapping[str, Any]], line: str) -> str:
     """What this run's report says about the clause a ``"<store> <clause>…"`` line names (check mode writes its
     reports to a scratch directory, so this is all that is left of them to read)."""
     store, _, rest = line.partition(" ")
-    cid = rest.split(":", 1)[0].strip()
-    reason = next((r.get("reasons", {}).get(cid, "") for r in rows if r.get("store") == store), "")
-    reason = " ".join(reason.split())
+    row = next((r for r in rows if r.get("store") == store), None)
+    return "" if row is None else _reason(row, rest.split(":", 1)[0].strip())
+
+
+def _reason(row: Mapping[str, Any], cid: str) -> str:
+    """The row's reason for ``cid`` on one line, as a continuation of the line that names it."""
+    reason = " ".join(row.get("reasons", {}).get(cid, "").split())
     return f"\n    this run: {reason[:600]}" if reason else ""
 
 

@@ -110,10 +110,10 @@ __all__ = ["PostgresStore"]
 
 PURGE_BATCH: Final = 1000
 QUEUE_LIMIT: Final = 12
+"""A call queued behind a busy but working pool waits at most this many timeouts."""
 EXPIRY_RACES: Final = 8
 """get/touch read again when a session found expired was extended first; each retry needs another write
 to extend it and it to expire again in between, so this bound is never reached in practice."""
-"""A call queued behind a busy but working pool waits at most this many timeouts."""
 _READY: set[str] = set()  # DSNs whose schema this process has checked
 
 RELEASE_LIMIT: Final = 0.5

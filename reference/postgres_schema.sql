@@ -143,8 +143,8 @@ BEGIN
 END $$;
 
 -- Why a conditional write matched no row: lock the row (FOR UPDATE) and classify it on the
--- clock read after the lock (the wait may be long). An expired row is deleted here, as
--- expire_due does, before status 1 answers "gone". status 0 means live, at the expected
+-- clock read after the lock (the wait may be long). An expired row is deleted here, by
+-- expire_due, before status 1 answers "gone". status 0 means live, at the expected
 -- version, and now locked by this transaction, with updated_at = the instant it was found live
 -- (the caller's write time); then the appended items of the keys in p_drop (NULL: all keys) are
 -- dropped, as save/apply replace them.
@@ -164,10 +164,7 @@ BEGIN
         r.status := 1;
     ELSIF cur.expires_at <= t THEN
         r.status := 1;
-        DELETE FROM sessionspec.sessions s WHERE s.namespace = p_ns AND s.id = p_id;
-        IF cardinality(cur.item_keys) > 0 THEN
-            DELETE FROM sessionspec.items i WHERE i.namespace = p_ns AND i.id = p_id;
-        END IF;
+        PERFORM sessionspec.expire_due(p_ns, p_id);  -- we hold the lock and the clock only moves on: it deletes
     ELSIF p_expected IS NOT NULL AND cur.version <> p_expected THEN
         r.status := 2;
         r.version := cur.version;
