@@ -7,6 +7,13 @@ then the new id goes in if there is room (``reject`` raises LimitExceeded otherw
 CAS serialises every instance's reservations, so 1000 concurrent creates leave exactly the
 limit. A reservation whose create never happened (a crashed caller) expires after
 RESERVATION_GRACE seconds.
+
+Creates for one owner in one process take turns, and under a burst most of them queue while
+one is checking. With ``reject``, a check that finds the owner full answers every create that
+was already waiting when it began: each of them overlapped that check, so "full" is a true
+answer for it too (it takes effect where the check's does), and the 995 losers of 1000
+concurrent creates cost no store call each instead of seven. A create that arrives after the
+check began checks again.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from sessionspec.conformance.contract import Session, SessionExists
+from sessionspec.conformance.contract import Session, SessionExists, SessionNotFound
 from sessionspec.reference.memory import new_session_id
 
 from .errors import LimitExceeded
@@ -56,11 +63,24 @@ async def create_within_limit(mgr: SessionManager, data: dict[str, Any], *, owne
     assert limit is not None
     mgr.require("atomic", "max_active_sessions")
     rid = registry_id(mgr.app, owner)
-    await _ensure_registry(mgr, rid)
-    async with mgr._flight.hold(f"limit:{rid}"):
+    turn = f"limit:{rid}"
+    arrived = time.monotonic()
+    async with mgr._flight.hold(turn):
+        full_since = mgr._limit_full.get(rid)
+        if mgr._flight.users(turn) <= 1:
+            mgr._limit_full.pop(rid, None)  # the last of a queue: nobody after it can use the observation
+        if id is None and full_since is not None and arrived <= full_since:
+            raise LimitExceeded(owner, limit)  # waiting all through a check that found the owner full
         for _ in range(RESERVE_ATTEMPTS):
             sid = id or new_session_id()
-            evicted = await _reserve(mgr, rid, sid, owner, limit)
+            checked = time.monotonic()
+            try:
+                evicted = await _reserve_in_registry(mgr, rid, sid, owner, limit)
+            except LimitExceeded:
+                if mgr._flight.users(turn) > 1:  # others queued behind this check: they may take its answer
+                    mgr._limit_full[rid] = checked
+                raise
+            mgr._limit_full.pop(rid, None)
             for victim in evicted:
                 if await mgr._delete(victim, free_slot=False):  # its slot is gone already
                     await mgr.events.emit("evicted", id=victim, owner=owner)
@@ -74,6 +94,15 @@ async def create_within_limit(mgr: SessionManager, data: dict[str, Any], *, owne
                 return created
             await mgr.store.delete(sid)  # evicted while pending by another instance: try again
     raise LimitExceeded(owner, limit)
+
+
+async def _reserve_in_registry(mgr: SessionManager, rid: str, sid: str, owner: str, limit: int) -> list[str]:
+    """_reserve, making the owner's registry first if it does not exist yet (once per owner, not per create)."""
+    try:
+        return await _reserve(mgr, rid, sid, owner, limit)
+    except SessionNotFound:
+        await _ensure_registry(mgr, rid)
+        return await _reserve(mgr, rid, sid, owner, limit)
 
 
 async def _reserve(mgr: SessionManager, rid: str, sid: str, owner: str, limit: int) -> list[str]:

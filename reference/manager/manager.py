@@ -118,6 +118,8 @@ class SessionManager:
         self._resources: dict[str, list[tuple[Any, Callable[[], Any] | None]]] = {}
         self._expire_callbacks: list[ExpiryCallback] = []
         self._flight = KeyedLocks()
+        self._limit_full: dict[str, float] = {}
+        """Owner registry id -> when the last check that found that owner full began (limits.py)."""
         self._sweeper = (Sweeper(self.sweep, sweep_interval, on_error=self._sweep_failed)
                          if sweep_interval is not None else None)
         self._closed = False

@@ -68,6 +68,10 @@ class KeyedLocks:
     def __len__(self) -> int:
         return len(self._locks)
 
+    def users(self, key: str) -> int:
+        """How many callers hold or wait for ``key`` now."""
+        return self._locks.get(key, (None, 0))[1]
+
 
 async def call_mutator(fn: Mutator, state: dict[str, Any]) -> dict[str, Any]:
     """Run ``fn`` on ``state`` (a copy the caller owns); None means "I changed it in place"."""
