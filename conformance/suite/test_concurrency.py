@@ -293,7 +293,9 @@ def history_task(id: str, task: int, rng: random.Random) -> Task:
 
 
 async def one_at_a_time(ctx: SuiteContext, seed: int) -> None:
-    """CC-6's premise: the very scripts of the concurrent run, made one call at a time, agree with the model.
+    """CC-6's premise, checked before CC-6 fails: the very scripts of the concurrent run, made one call at a
+    time, agree with the model. (A concurrent history the model linearizes needs no premise: the model's rules
+    are the single caller's rules too, and every one of them held.)
 
     Each session's tasks take turns (every task's read, then every compare-and-set, then every third
     call), so version conflicts, deletes and re-creates all happen, but nothing overlaps. A store that
@@ -384,12 +386,14 @@ async def test_a_concurrent_history_on_one_session_is_linearizable(ctx: SuiteCon
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     ctx.attach("seed", seed)
-    await one_at_a_time(ctx, seed)
     histories = await record_histories(ctx, topology, rng)
     calls = sum(len(h) for h in histories)
     silent = sum((unanswered(h) for h in histories), Counter())
     ctx.attach("cc6", {"sessions": len(histories), "tasks": CC6_SESSIONS * CC6_TASKS, "operations": calls,
                        "unanswered": dict(silent)})
+    results = [check(history, Namespace(), step_operation) for history in histories]
+    if sum(silent.values()) > (1 - CC6_ANSWERED) * calls or not all(result.ok for result in results):
+        await one_at_a_time(ctx, seed)  # before CC-6 fails: is the bug one a single caller already sees?
     assert sum(silent.values()) <= (1 - CC6_ANSWERED) * calls, (
         f"CC-6: of {calls} calls on {len(histories)} sessions, {sum(silent.values())} gave no answer "
         f"({', '.join(f'{n} {why}' for why, n in silent.items())}). A call that times out or raises "
@@ -398,8 +402,7 @@ async def test_a_concurrent_history_on_one_session_is_linearizable(ctx: SuiteCon
         "be (BackendUnavailable with the backend up means a pool or lock wait was counted as unreachability)."
     )
     undecided: list[str] = []
-    for history in histories:
-        result = check(history, Namespace(), step_operation)
+    for history, result in zip(histories, results, strict=True):
         if result.ok is None:
             undecided.append(f"{history[0].input.id}: {result.reason}")
             continue
