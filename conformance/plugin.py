@@ -29,6 +29,7 @@ from .suite._overlap import (
     Job,
     Overlap,
     background_kwargs,
+    lane_of,
     needs_the_backend_alone,
     overlap_enabled,
     waits_on_the_clock,
@@ -63,6 +64,8 @@ class RunState:
     """Progress callbacks: ("collected", n) once, then ("outcome", TestOutcome) per test."""
     overlap: Overlap | None = None
     """The tests running in the background (suite/_overlap.py), from the first test that shares the backend."""
+    backend_alone: frozenset[str] = frozenset()
+    """Node ids of the tests that run before any background test starts (they stop, proxy or watch the backend)."""
     alone: frozenset[str] = frozenset()
     """Node ids of the tests that run before the background starts (they need the backend, or the GIL, alone)."""
 
@@ -253,9 +256,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         alone = {item.nodeid for item in items if needs_the_backend_alone(item)}
         clocked = {item.nodeid for item in items if item.nodeid not in alone and background_kwargs(item) is None
                    and waits_on_the_clock(item)}
+        background = {item.nodeid for item in items if background_kwargs(item) is not None} - alone - clocked
+        # the foreground variants of tests whose other variants run on a lane with siblings="last" go last, so
+        # the lane's bursts overlap the lighter foreground tests instead of these (two bursts at once only queue)
+        deferred = {getattr(item, "function", None) for item in items if lane_of(item, siblings="last")}
+        heavy = {item.nodeid for item in items if getattr(item, "function", None) in deferred} - background
         items[:] = ([i for i in items if i.nodeid in alone] + [i for i in items if i.nodeid in clocked]
-                    + [i for i in items if i.nodeid not in alone | clocked])
-        state.alone = frozenset(alone | clocked)
+                    + [i for i in items if i.nodeid not in alone | clocked | background | heavy]
+                    + [i for i in items if i.nodeid in heavy] + [i for i in items if i.nodeid in background])
+        state.alone, state.backend_alone = frozenset(alone | clocked), frozenset(alone)
     state.emit("collected", len(items))
 
 
@@ -298,8 +307,10 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state = item.config.stash.get(STATE, None)
-    if state is not None and state.overlap is not None and item.nodeid not in state.alone:
-        state.overlap.start()  # once: the tests that need the backend alone have all run
+    if state is not None and state.overlap is not None and item.nodeid not in state.backend_alone:
+        # the tests that need the backend alone have all run: the lanes start; once the foreground tests that
+        # wait on the clock have run too, the general background (threads here, on this process's GIL) starts
+        state.overlap.start(lanes_only=item.nodeid in state.alone)
 
 
 def _job(item: pytest.Item) -> Job | None:
