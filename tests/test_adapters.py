@@ -345,6 +345,45 @@ def test_agents_sqlalchemy_cc2_two_first_writers_of_one_id_both_succeed(postgres
 
 
 @needs_agents
+@pytest.mark.postgres
+def test_agents_sqlalchemy_cc1_a_write_slower_than_the_statement_bound_reads_as_unavailable(postgres_url: str) -> None:
+    """CC-1 (intermittent), agents_sqlalchemy: the adapter bounds every statement (asyncpg command_timeout, 5 s
+    there, 1 s here) so that FL-1's stalled server answers BackendUnavailable in time; a write that merely waits
+    longer, the server up and answering, ends the same way. Here the wait is a lock held by another connection;
+    in CI's run it was load (two stores checked at once on 2 vCPUs)."""
+    import asyncpg
+    from agents.extensions.memory import SQLAlchemySession
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from sessionspec.adapters._adk import sqlalchemy_error
+    from sessionspec.adapters._base import AdapterStore
+
+    async def repro() -> tuple[BaseException | None, int]:
+        dsn = "postgresql+asyncpg://" + postgres_url.split("://", 1)[1]
+        engine = create_async_engine(dsn, connect_args={"timeout": 3, "command_timeout": 1})
+        await SQLAlchemySession("warm", engine=engine, create_tables=True).get_items()
+        holder = await asyncpg.connect(postgres_url)
+        try:
+            async with holder.transaction():
+                await holder.execute("LOCK TABLE agent_sessions IN ACCESS EXCLUSIVE MODE")
+                try:
+                    await SQLAlchemySession(f"t{uuid.uuid4().hex[:8]}", engine=engine).add_items([{"n": 1}])  # type: ignore[list-item]
+                    error: BaseException | None = None
+                except Exception as exc:  # classified as the adapter does (_base.AdapterStore._call)
+                    error = sqlalchemy_error(exc) or exc
+            alive = await holder.fetchval("SELECT 1")  # the server answered all along
+        finally:
+            await holder.close()
+            await engine.dispose()
+        return error, alive
+
+    error, alive = _run(repro())
+    assert alive == 1
+    # a bare TimeoutError, which AdapterStore maps to "BackendUnavailable: TimeoutError" (CI's message)
+    assert isinstance(error, TimeoutError) and isinstance(error, AdapterStore.connectivity_errors), repr(error)
+
+
+@needs_agents
 @pytest.mark.redis
 def test_agents_redis_cc8_a_write_after_clear_session_recreates_it(redis_url: str) -> None:
     """CC-8, agents_redis: add_items has no existence condition; a writer that loaded before a delete resurrects."""
