@@ -423,7 +423,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         assert state.overlap is not None
         state.overlap.wait(job, "called")
         if isinstance(job.call_error, TimeoutError):
-            _hung(state.timeout)
+            _out_of_time(state.timeout, *job.progress)
         if job.call_error is not None:
             raise job.call_error
         return True

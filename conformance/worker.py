@@ -157,9 +157,24 @@ def answered() -> tuple[int, float]:
     return getattr(_ANSWERS, "count", 0), getattr(_ANSWERS, "last", 0.0)
 
 
-def _answer() -> None:
-    _ANSWERS.count = getattr(_ANSWERS, "count", 0) + 1
+def _answer(calls: int = 1) -> None:
+    _ANSWERS.count = getattr(_ANSWERS, "count", 0) + calls
     _ANSWERS.last = time.monotonic()
+
+
+PROGRESS_EVERY: Final = 1.0
+"""Seconds between a worker child's ``{"answered": n}`` lines: the parent counts its children's answers as
+its own (answered()), so a shared test out of time whose work is all in children still tells slow from hung."""
+
+
+async def _report_progress() -> None:
+    reported, _ = answered()
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY)
+        count, _ = answered()
+        if count > reported:
+            print(json.dumps({"answered": count - reported}), flush=True)
+            reported = count
 
 
 async def _step(store: SessionStore, step: dict[str, Any], last_version: int | None,
@@ -285,6 +300,8 @@ class WorkerProcess:
                     message = json.loads(line)
                     if isinstance(message, dict) and key in message:
                         return message[key]
+                    if isinstance(message, dict) and isinstance(message.get("answered"), int):
+                        _answer(message["answered"])  # the child's calls count as this test's (answered())
                     if isinstance(message, dict) and "error" in message:
                         raise WorkerError(f"worker failed: {message['error']}")
         with contextlib.suppress(subprocess.TimeoutExpired):  # stdout closed: it is exiting; say how
@@ -361,7 +378,11 @@ async def _run_job(target: Target, job: dict[str, Any]) -> list[list[Record]]:
         print(json.dumps({"ready": True}), flush=True)
         if job.get("wait_for_go"):
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        return await run_tasks(stores, job["tasks"])
+        progress = asyncio.ensure_future(_report_progress())
+        try:
+            return await run_tasks(stores, job["tasks"])
+        finally:
+            progress.cancel()
 
 
 def _check_job(job: Any, keys: set[str]) -> dict[str, Any]:

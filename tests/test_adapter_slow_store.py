@@ -132,3 +132,15 @@ def test_a_store_still_answering_at_the_time_limit_is_not_checked_and_a_silent_o
                        timeout=3.0)
     (cc5,) = [c for c in silent.clauses if c.clause.id == "CC-5"]
     assert cc5.verdict == "fail" and "the store hung" in cc5.reason, (cc5.verdict, cc5.reason)
+
+
+def test_the_same_holds_for_a_test_run_in_the_background() -> None:
+    """CC-8's one-instance variant runs in the background (suite/_overlap.py): out of time there, a store still
+    answering is not checked and a silent one hung, exactly as in the foreground."""
+    keyword = "never_bring_a_session_back and one"
+    slow = run_suite("tests.test_adapter_slow_store:queued", keyword=keyword, timeout=3.0)
+    (cc8,) = [c for c in slow.clauses if c.clause.id == "CC-8"]
+    assert cc8.verdict == "skip" and "still answering" in cc8.reason, (cc8.verdict, cc8.reason)
+    silent = run_suite("tests.test_adapter_slow_store:hung", keyword=keyword, timeout=3.0)
+    (cc8,) = [c for c in silent.clauses if c.clause.id == "CC-8"]
+    assert cc8.verdict == "fail" and "the store hung" in cc8.reason, (cc8.verdict, cc8.reason)

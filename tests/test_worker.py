@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_serve_runs_one_job_per_line_until_eof() -> None:
                           input="".join(json.dumps(j) + "\n" for j in jobs), capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if '"answered"' not in line]  # progress
     assert [next(iter(line)) for line in lines] == ["ready", "results", "ready", "results"]
     for line in lines[1::2]:
         assert [records[1]["output"]["state"] for records in line["results"]] == [{"i": 0}, {"i": 1}, {"i": 2}]
@@ -70,3 +71,27 @@ def test_a_worker_that_cannot_start_says_why() -> None:
 
     asyncio.run(scenario())
     assert POOL.take("nosuch://x") is None
+
+
+def test_a_childs_answers_count_as_the_parents_while_it_runs() -> None:
+    """A shared test's tasks all run in children; the plugin tells a slow store from a hung one by the calls
+    answered (worker.answered()), so the children report theirs while they run."""
+    from sessionspec.conformance.worker import PROGRESS_EVERY, answered
+
+    async def scenario() -> int:
+        at = time.monotonic() + PROGRESS_EVERY * 1.5  # the gets wait past the first report (monotonic: one clock)
+        tasks = [[{"call": Call("create", f"p{i}", {}).to_json()}, {"call": Call("get", f"p{i}").to_json(), "at": at}]
+                 for i in range(5)]
+        before, _ = answered()
+        worker = await WorkerProcess.start("memory", "p", tasks)
+        try:
+            await worker.go()
+            await worker.results()
+        finally:
+            worker.release()
+        return answered()[0] - before
+
+    try:
+        assert asyncio.run(scenario()) >= 5  # at least the creates, reported before the gets were made
+    finally:
+        POOL.close()

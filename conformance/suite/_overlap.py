@@ -36,6 +36,7 @@ import pytest
 
 from sessionspec.conformance.context import OPEN_TIMEOUT, SuiteContext
 from sessionspec.conformance.targets import Target
+from sessionspec.conformance.worker import answered
 
 __all__ = ["MARKER", "WORKERS", "Job", "Overlap", "lane_of", "needs_the_backend_alone", "overlap_enabled",
            "overlapped", "waits_on_the_clock"]
@@ -91,6 +92,9 @@ class Job:
     abandoned: bool = False
     parses: bool = False
     lane: str | None = None
+    progress: tuple[int, float] = (0, 0.0)
+    """Out of time: (calls answered during the test, seconds since the last answer), as the plugin judges
+    a foreground test out of time (slow and still answering, or hung)."""
     events: dict[str, threading.Event] = field(
         default_factory=lambda: {phase: threading.Event() for phase in ("opened", "called", "done")})
 
@@ -229,6 +233,7 @@ class Overlap:
             finally:
                 job.events["opened"].set()
             begin = time.monotonic()
+            calls_before, _ = answered()
             try:
                 function = job.item.obj
                 if inspect.iscoroutinefunction(function):
@@ -237,6 +242,9 @@ class Overlap:
                     function(ctx=context, **job.kwargs)
             except BaseException as exc:
                 job.call_error = exc
+                if isinstance(exc, TimeoutError):
+                    calls, last = answered()
+                    job.progress = (calls - calls_before, time.monotonic() - last)
             finally:
                 job.call_seconds = time.monotonic() - begin
                 job.events["called"].set()
