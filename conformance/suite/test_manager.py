@@ -284,7 +284,6 @@ LIMIT = 5
 @clause("MG-8")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @overlapped(only={"topology": "two-managers"}, lane="processes")
-@overlapped(only={"topology": "one-manager"})
 @pytest.mark.parametrize("policy", ["reject", "evict_idle"])
 async def test_concurrent_creates_for_one_owner_stop_at_the_limit(ctx: SuiteContext, topology: str,
                                                                   policy: str) -> None:
