@@ -35,7 +35,6 @@ from sessionspec.reference.manager import (
 )
 from sessionspec.reference.manager.keys import KeyPart
 
-from ._overlap import overlapped
 from ._timing import Inconclusive, dead_from, retrying, sleep_until, timed, within
 
 N = 1000
@@ -189,7 +188,6 @@ def outcome(result: Any) -> tuple[str, dict[str, Any]] | None:
 
 @clause("MG-6")
 @pytest.mark.parametrize("topology", PROCESS_TOPOLOGIES)
-@overlapped(only={"topology": ("two-managers", "two-processes")}, lane="processes")
 async def test_concurrent_get_or_create_of_one_key_makes_one_session(ctx: SuiteContext, topology: str) -> None:
     key = ("user:1", "chat:1", "openai")
     if topology == "two-processes":
@@ -245,7 +243,6 @@ async def test_composite_keys_are_data_not_joined_strings(ctx: SuiteContext) -> 
 # -- MG-7: update ----------------------------------------------------------------------------------
 @clause("MG-7")
 @pytest.mark.parametrize("topology", PROCESS_TOPOLOGIES)
-@overlapped(only={"topology": ("two-managers", "two-processes")}, lane="processes")
 async def test_concurrent_updates_reach_the_exact_total(ctx: SuiteContext, topology: str) -> None:
     def increment(state: dict[str, Any]) -> dict[str, Any]:
         return {**state, "n": state["n"] + 1}
@@ -283,7 +280,6 @@ LIMIT = 5
 
 @clause("MG-8")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@overlapped(only={"topology": "two-managers"}, lane="processes")
 @pytest.mark.parametrize("policy", ["reject", "evict_idle"])
 async def test_concurrent_creates_for_one_owner_stop_at_the_limit(ctx: SuiteContext, topology: str,
                                                                   policy: str) -> None:
