@@ -29,7 +29,6 @@ from .suite._overlap import (
     Job,
     Overlap,
     background_kwargs,
-    lane_of,
     needs_the_backend_alone,
     overlap_enabled,
     waits_on_the_clock,
@@ -254,14 +253,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         alone = {item.nodeid for item in items if needs_the_backend_alone(item)}
         clocked = {item.nodeid for item in items if item.nodeid not in alone and background_kwargs(item) is None
                    and waits_on_the_clock(item)}
-        background = {item.nodeid for item in items if background_kwargs(item) is not None} - alone - clocked
-        # the foreground variants of tests whose other variants run on a lane with siblings="last" go last, so
-        # the lane's bursts overlap the lighter foreground tests instead of these (two bursts at once only queue)
-        deferred = {getattr(item, "function", None) for item in items if lane_of(item, siblings="last")}
-        heavy = {item.nodeid for item in items if getattr(item, "function", None) in deferred} - background
         items[:] = ([i for i in items if i.nodeid in alone] + [i for i in items if i.nodeid in clocked]
-                    + [i for i in items if i.nodeid not in alone | clocked | background | heavy]
-                    + [i for i in items if i.nodeid in heavy] + [i for i in items if i.nodeid in background])
+                    + [i for i in items if i.nodeid not in alone | clocked])
         state.alone = frozenset(alone | clocked)
     state.emit("collected", len(items))
 
@@ -306,9 +299,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state = item.config.stash.get(STATE, None)
     if state is not None and state.overlap is not None and item.nodeid not in state.alone:
-        # once: the tests that need the backend alone, and the foreground tests that wait on the clock, have all
-        # run (a lane started beside those made a slow store's chat-app scenario miss its idle window: SC-1)
-        state.overlap.start()
+        state.overlap.start()  # once: the tests that need the backend alone have all run
 
 
 def _job(item: pytest.Item) -> Job | None:

@@ -92,7 +92,7 @@ def test_tests_that_need_the_backend_alone_run_first_and_alone() -> None:
     assert not result.errors, result.errors
     assert [t.clauses[0] for t in result.tests][:1] == ["FL-2"]
     assert {t.status for t in result.tests} == {"passed"}, [(t.name, t.message) for t in result.tests]
-    assert not any(t.name.startswith("sessionspec-overlap") for t in threading.enumerate())
+    assert not any(t.name == "sessionspec-overlap" for t in threading.enumerate())
     assert running
 
 
@@ -109,7 +109,7 @@ def test_exclusive_hooks_wait_for_the_background_to_finish() -> None:
     target = Target(spec="x", description="x", factory=lambda namespace: MemoryStore(),
                     stop_backend=lambda: calls.append(time.monotonic()), start_backend=lambda: None)
     overlap = Overlap(target, frozenset(), timeout=10, replay={})
-    overlap.start()  # no queued test: nothing spawns, the general queue counts as begun
+    overlap.started = True
     job = overlap.jobs["a"] = _job()
     finished: list[float] = []
 
@@ -129,7 +129,7 @@ def test_exclusive_hooks_wait_for_the_background_to_finish() -> None:
 
 def test_a_job_past_its_budget_is_given_up_and_reported_hung() -> None:
     overlap = Overlap(_target(MemoryStore, "m"), frozenset(), timeout=0.0, replay={})
-    overlap.start()  # no queued test: nothing spawns, the general queue counts as begun
+    overlap.started = True
     job = overlap.jobs["a"] = _job()
     job.started = time.monotonic() - overlap.budget - 1
     with pytest.raises(pytest.fail.Exception, match="did not finish within"):
@@ -152,42 +152,3 @@ def test_tests_that_stop_or_watch_the_backend_are_recognised() -> None:
         Item(test_failure.test_every_operation_raises_backend_unavailable_quickly_when_the_backend_stalls))  # type: ignore[arg-type]
     assert needs_the_backend_alone(Item(test_listing.test_list_and_count_never_run_keys_or_scan))  # type: ignore[arg-type]
     assert not needs_the_backend_alone(Item(test_ttl.test_every_write_restarts_the_period_and_reads_do_not))  # type: ignore[arg-type]
-
-
-def test_a_lane_runs_its_tests_one_at_a_time_beside_the_general_queue() -> None:
-    """The `processes` lane (the shared variants, whose work is in worker processes) runs one test at a time on a
-    thread of its own; the general queue runs its tests side by side."""
-    overlap = Overlap(_target(MemoryStore, "m"), frozenset({"core"}), timeout=10, replay={})
-    running: dict[str, int] = {}
-    seen: list[tuple[str, int]] = []
-
-    async def probe(ctx: Any) -> None:
-        name = threading.current_thread().name
-        lane = "lane" if name.endswith("-processes") else "general"
-        running[lane] = running.get(lane, 0) + 1
-        seen.append((name, running[lane]))
-        await asyncio.sleep(0.1)
-        running[lane] -= 1
-
-    class Item:
-        obj = staticmethod(probe)
-
-    jobs = [Job(Item(), {}, lane="processes") for _ in range(3)] + [Job(Item(), {}) for _ in range(3)]  # type: ignore[arg-type]
-    for n, job in enumerate(jobs):
-        overlap.jobs[f"t{n}"] = job
-        overlap._queues.setdefault(job.lane, []).append(job)
-    overlap.start()
-    overlap.drain()
-    assert all(job.events["done"].is_set() and job.call_error is None for job in jobs), [j.call_error for j in jobs]
-    assert [n for name, n in seen if name == "sessionspec-overlap-processes"] == [1, 1, 1], seen
-    assert max(n for name, n in seen if name == "sessionspec-overlap") > 1, "the general queue runs side by side"
-
-
-def test_background_tests_are_collected_last_and_lane_siblings_after_the_other_foreground_tests() -> None:
-    """A background test's result is collected after every foreground test has run (waiting for it earlier
-    would idle the foreground), and CC-1's one-instance variant, whose shared variant is on the lane, runs after
-    the other foreground tests (two 1000-task bursts at once only queue behind each other)."""
-    names = [t.name for t in run_suite("memory", clauses=["CC-1", "LC-4", "ID-1"]).tests]
-    assert names.index("test_generated_ids_are_random_url_safe_and_short") < names.index(
-        "test_concurrent_creates_without_id_give_distinct_live_sessions[one-instance]") < names.index(
-        "test_delete_returns_true_only_for_a_live_session"), names

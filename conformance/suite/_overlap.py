@@ -38,17 +38,15 @@ from sessionspec.conformance.context import OPEN_TIMEOUT, SuiteContext
 from sessionspec.conformance.targets import Target
 from sessionspec.conformance.worker import answered
 
-__all__ = ["MARKER", "WORKERS", "Job", "Overlap", "lane_of", "needs_the_backend_alone", "overlap_enabled",
-           "overlapped", "waits_on_the_clock"]
+__all__ = ["MARKER", "WORKERS", "Job", "Overlap", "needs_the_backend_alone", "overlap_enabled", "overlapped",
+           "waits_on_the_clock"]
 
 MARKER: Final = "sessionspec_overlap"
 overlapped: pytest.MarkDecorator = getattr(pytest.mark, MARKER)
 """``@overlapped`` (or ``@overlapped(only={"topology": "one-instance"})`` for some parameters only):
 run this test in the background from the start of the run. For tests that mostly wait on the clock,
 use no fixture but ``ctx`` and their parameters, and never stop or share the backend's worker processes.
-``@overlapped(parses=True)`` for tests that parse Python source while they run (Hypothesis): see PARSING.
-``@overlapped(lane="processes")``: run on that lane's one thread, one test after another (see LANES); with
-``siblings="last"`` the test's foreground variants run after every other foreground test."""
+``@overlapped(parses=True)`` for tests that parse Python source while they run (Hypothesis): see PARSING."""
 PARSING = threading.Lock()
 """Held by a ``parses=True`` background test for its whole run, and by the plugin while pytest formats a
 failure (it parses the test's source). CPython before 3.13 converts ASTs with one recursion counter per
@@ -56,13 +54,6 @@ interpreter, so two threads parsing at once can fail with "SystemError: AST cons
 mismatch" (python/cpython#106905); this lock keeps them apart."""
 WORKERS: Final = 8
 """Background tests running at once (each mostly sleeps; more would only crowd the CPU)."""
-LANES: Final = ("processes",)
-"""Lanes of background tests that run one at a time, each lane on a thread of its own beside the WORKERS.
-``processes``: the ``shared`` variants of the CC clauses, whose tasks run in worker processes (which report
-the calls answered, so a slow store out of time is told from a hung one); one at a time, they reuse the
-same children (worker.POOL) and never crowd the machine with several such bursts at once, while the
-foreground runs lighter tests. The manager clauses' cross-instance runs are not on it: their calls go
-through a manager the suite does not count, and a slow store's run beside a burst met the time limit."""
 CLOSE_TIMEOUT: Final = 60.0
 POLL: Final = 0.2
 EXCLUSIVE_NAMES: Final = ("stop_backend", "command_counts")
@@ -93,7 +84,6 @@ class Job:
     close_error: BaseException | None = None
     abandoned: bool = False
     parses: bool = False
-    lane: str | None = None
     progress: tuple[int, float] = (0, 0.0)
     """Out of time: (calls answered during the test, seconds since the last answer), as the plugin judges
     a foreground test out of time (slow and still answering, or hung)."""
@@ -120,33 +110,17 @@ def _source(item: pytest.Item) -> str:
         return ""
 
 
-def _marker(item: pytest.Item) -> pytest.Mark | None:
-    """The test's first ``overlapped`` marker whose ``only`` its parameters match (a value or a tuple of them)."""
-    params: dict[str, Any] = dict(getattr(getattr(item, "callspec", None), "params", {}))
-    for marker in item.iter_markers(MARKER):
-        only: dict[str, Any] = dict(marker.kwargs.get("only", {}))
-        if all(params.get(name) in (value if isinstance(value, tuple) else (value,)) for name, value in only.items()):
-            return marker
-    return None
-
-
-def lane_of(item: pytest.Item, **marked: Any) -> str | None:
-    """The lane a background test runs on (None: the general queue, or not a background test); with
-    keyword arguments, only when its marker has them too (``siblings="last"``)."""
-    marker = _marker(item) if background_kwargs(item) is not None else None
-    if marker is None or any(marker.kwargs.get(name) != value for name, value in marked.items()):
-        return None
-    lane: str | None = marker.kwargs.get("lane")
-    return lane
-
-
 def background_kwargs(item: pytest.Item) -> dict[str, Any] | None:
     """The test's arguments besides ``ctx`` when it may run in the background, else None."""
     if not isinstance(item, pytest.Function):
         return None
-    if _marker(item) is None:
+    marker = item.get_closest_marker(MARKER)
+    if marker is None:
         return None
     params: dict[str, Any] = dict(getattr(getattr(item, "callspec", None), "params", {}))
+    only: dict[str, Any] = dict(marker.kwargs.get("only", {}))
+    if any(params.get(name) != value for name, value in only.items()):
+        return None
     names = [n for n in item._fixtureinfo.argnames if n != "ctx"]
     if "ctx" not in item._fixtureinfo.argnames or any(n not in params for n in names):
         return None
@@ -160,9 +134,9 @@ class Overlap:
                  replay: dict[str, str]) -> None:
         self.target, self.capabilities, self.timeout, self.replay = target, capabilities, timeout, replay
         self.jobs: dict[str, Job] = {}
-        self._queues: dict[str | None, list[Job]] = {None: []}
-        self._begun: set[str | None] = set()
+        self._queue: list[Job] = []
         self._lock = threading.Lock()
+        self.started = False
 
     @property
     def budget(self) -> float:
@@ -171,38 +145,32 @@ class Overlap:
 
     def queue(self, items: Iterable[tuple[pytest.Function, dict[str, Any]]]) -> None:
         for item, kwargs in items:
-            marker = _marker(item)
-            lane = marker.kwargs.get("lane") if marker else None
-            if lane is not None and lane not in LANES:
-                raise ValueError(f"{item.nodeid}: unknown lane {lane!r} (lanes: {', '.join(LANES)})")
-            job = Job(item, kwargs, parses=bool(marker and marker.kwargs.get("parses")), lane=lane)
+            marker = item.get_closest_marker(MARKER)
+            job = Job(item, kwargs, parses=bool(marker and marker.kwargs.get("parses")))
             self.jobs[item.nodeid] = job
-            self._queues.setdefault(lane, []).append(job)
+            self._queue.append(job)
 
     def start(self) -> None:
-        """Start the workers (the first call only): WORKERS for the general queue, one thread per lane."""
-        for lane, queue in self._queues.items():
-            if lane in self._begun:
-                continue
-            self._begun.add(lane)
-            for _ in range(min(WORKERS if lane is None else 1, len(queue))):
-                self._spawn(lane)
+        """Start the workers (the first call only)."""
+        if self.started:
+            return
+        self.started = True
+        for _ in range(min(WORKERS, len(self._queue))):
+            self._spawn()
 
     def job(self, item: pytest.Item) -> Job | None:
         return self.jobs.get(item.nodeid)
 
     # -- the worker threads --------------------------------------------------------------
-    def _spawn(self, lane: str | None) -> None:
-        threading.Thread(target=self._work, args=(lane,), name="sessionspec-overlap" + (f"-{lane}" if lane else ""),
-                         daemon=True).start()
+    def _spawn(self) -> None:
+        threading.Thread(target=self._work, name="sessionspec-overlap", daemon=True).start()
 
-    def _work(self, lane: str | None) -> None:
-        queue = self._queues[lane]
+    def _work(self) -> None:
         while True:
             with self._lock:
-                if not queue:
+                if not self._queue:
                     return
-                job = queue.pop(0)
+                job = self._queue.pop(0)
             if job.parses:  # bounded: a holder past its budget is hung in a store call, not parsing
                 with self.parsing():
                     self._run(job)
@@ -279,12 +247,11 @@ class Overlap:
                     and not j.events["done"].is_set() and now - j.started > self.budget]
             for job in hung:
                 job.abandoned = True
-        for job in hung:
-            self._spawn(job.lane)
+        for _ in hung:
+            self._spawn()
 
     def pending(self) -> bool:
-        return any(j.lane in self._begun and not j.events["done"].is_set() and not j.abandoned
-                   for j in self.jobs.values())
+        return self.started and any(not j.events["done"].is_set() and not j.abandoned for j in self.jobs.values())
 
     def drain(self) -> None:
         """Wait until no background test runs or waits to run (each is bounded by its budget)."""

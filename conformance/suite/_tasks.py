@@ -1,10 +1,9 @@
 """Concurrent tasks written down as data, run on one store instance or across processes (the CC-* clauses).
 
 On ``one-instance`` every task runs on ``ctx.store``. On ``shared`` (spec: at least 4
-store instances in at least 2 processes) they are split between 2 worker processes, each
-across 2 store instances of its own, released together once both have their stores open
-(see :mod:`sessionspec.conformance.worker`); reads afterwards go through ``ctx.store``, a
-fifth instance in this process.
+store instances in at least 2 processes) half of them run here across 2 store instances
+and the other half in a worker process across 2 more, released together once both
+processes have their stores open (see :mod:`sessionspec.conformance.worker`).
 """
 
 from __future__ import annotations
@@ -23,9 +22,6 @@ from sessionspec.conformance.worker import Record, Task, WorkerProcess, run_task
 __all__ = ["TOPOLOGIES", "outputs", "spread", "step"]
 
 TOPOLOGIES = ("one-instance", "shared")
-PROCESSES = 2
-"""``shared``: worker processes, each with 2 store instances (WorkerProcess.start's default). None of the
-tasks runs in this process, which is left to the foreground tests while these run on the background lane."""
 
 
 def step(call: Call, **extra: Any) -> dict[str, Any]:
@@ -40,9 +36,10 @@ async def spread(ctx: SuiteContext, topology: str, tasks: list[Task]) -> list[li
     spec = ctx.target.process_spec
     if spec is None:
         pytest.skip(f"{NOT_APPLICABLE}: the target names no process_spec, so no other process can reach its data")
-    groups = [[i for i in range(len(tasks)) if i % PROCESSES == side] for side in range(PROCESSES)]
+    stores = [ctx.store, await ctx.another_store()]
+    groups = [[i for i in range(len(tasks)) if i % 2 == side] for side in (0, 1)]
     started = await asyncio.gather(
-        *(WorkerProcess.start(spec, ctx.namespace, [tasks[i] for i in ids]) for ids in groups),
+        *(WorkerProcess.start(spec, ctx.namespace, [tasks[i] for i in ids]) for ids in groups[1:]),
         return_exceptions=True)
     workers = [w for w in started if isinstance(w, WorkerProcess)]
     try:
@@ -51,7 +48,8 @@ async def spread(ctx: SuiteContext, topology: str, tasks: list[Task]) -> list[li
                 raise failure
         for worker in workers:
             await worker.go()
-        parts = await asyncio.gather(*(worker.results() for worker in workers))
+        parts = await asyncio.gather(run_tasks(stores, [tasks[i] for i in groups[0]]),
+                                     *(worker.results() for worker in workers))
     finally:
         for worker in workers:
             worker.release()  # back to the pool for the next shared test, or killed if anything went wrong

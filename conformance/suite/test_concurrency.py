@@ -2,12 +2,11 @@
 
 Each test writes its tasks down as data (see :mod:`sessionspec.conformance.worker`) and
 hands them to :func:`spread`. On ``one-instance`` they all run on ``ctx.store``. On
-``shared`` (spec: at least 4 store instances in at least 2 processes) they are split between
-2 worker processes with 2 store instances each (kept for the next shared test), released
-together once both have their stores open; reads afterwards go through ``ctx.store``, so a
-write made in another process must be visible here. The shared variants run on the
-background lane of worker processes while the foreground runs lighter tests; the one-instance
-variants come last. The final-state checks are stress; CC-6's linearizability check needs no luck.
+``shared`` (spec: at least 4 store instances in at least 2 processes) half of them run here
+across 2 store instances and the other half in a worker process across 2 more (kept for the
+next shared test), released together once both processes have their stores open;
+reads afterwards go through ``ctx.store``, so a write made in another process must be
+visible here. The final-state checks are stress; CC-6's linearizability check needs no luck.
 """
 
 from __future__ import annotations
@@ -39,15 +38,11 @@ from sessionspec.conformance.model import (
 from sessionspec.conformance.results import ClauseViolation
 from sessionspec.conformance.worker import Task, perform
 
-from ._overlap import overlapped
 from ._tasks import TOPOLOGIES, outputs, spread, step
 from ._timing import timed
 
 N = 1000
 TTL = 3600.0
-ACROSS_PROCESSES = overlapped(only={"topology": "shared"}, lane="processes", siblings="last")
-"""The cross-process variants run on the background lane of worker processes while the foreground runs the
-lighter tests; the one-instance variants come last, when the lane is (mostly) done."""
 
 
 def assert_succeeded(clause_id: str, what: str, outs: list[Any]) -> None:
@@ -80,7 +75,6 @@ async def live(ctx: SuiteContext, id: str, clause_id: str) -> Session:
 # -- CC-1, CC-2: creates ------------------------------------------------------------------------------
 @clause("CC-1")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@ACROSS_PROCESSES
 async def test_concurrent_creates_without_id_give_distinct_live_sessions(ctx: SuiteContext, topology: str) -> None:
     tasks = [[step(Call("create", None, {"task": i}, ttl=TTL))] for i in range(N)]
     outs = outputs(await spread(ctx, topology, tasks))
@@ -105,7 +99,6 @@ async def test_concurrent_creates_without_id_give_distinct_live_sessions(ctx: Su
 
 @clause("CC-2")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@ACROSS_PROCESSES
 async def test_exactly_one_of_concurrent_creates_of_one_id_wins(ctx: SuiteContext, topology: str) -> None:
     tasks = [[step(Call("create", "cc2-contested", {"task": i}, ttl=TTL))] for i in range(N)]
     outs = outputs(await spread(ctx, topology, tasks))
@@ -130,7 +123,6 @@ async def test_exactly_one_of_concurrent_creates_of_one_id_wins(ctx: SuiteContex
 # -- CC-3, CC-4, CC-7: many writers, one session ------------------------------------------------------------
 @clause("CC-3")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@ACROSS_PROCESSES
 async def test_concurrent_applies_of_distinct_keys_lose_nothing(ctx: SuiteContext, topology: str) -> None:
     session, outs = await on_one_session(ctx, topology, "CC-3", "applies", {},
                                          lambda id: [[step(Call("apply", id, {f"k{i}": i}))] for i in range(N)])
@@ -151,7 +143,6 @@ async def test_concurrent_applies_of_distinct_keys_lose_nothing(ctx: SuiteContex
 
 @clause("CC-4")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@ACROSS_PROCESSES
 async def test_concurrent_optimistic_increments_reach_the_exact_total(ctx: SuiteContext, topology: str) -> None:
     """Half the tasks commit with save, half with apply, each with expected_version and retries."""
     session, outs = await on_one_session(
@@ -169,7 +160,6 @@ async def test_concurrent_optimistic_increments_reach_the_exact_total(ctx: Suite
 
 @clause("CC-7")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@ACROSS_PROCESSES
 async def test_concurrent_appends_keep_every_item_once_and_each_tasks_order(ctx: SuiteContext, topology: str) -> None:
     """1000 tasks each append two items, one call each, so per-task order is observable."""
     session, outs = await on_one_session(
@@ -231,7 +221,6 @@ def foreign(i: int, output: Any) -> bool:
 
 @clause("CC-5")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@ACROSS_PROCESSES
 async def test_sessions_stay_isolated_under_mixed_concurrent_traffic(ctx: SuiteContext, topology: str) -> None:
     """Every read and write result is checked for another session's data, then each session's history
     is replayed through the sequential model (apply/append join the mix when `atomic` is claimed)."""
@@ -386,7 +375,6 @@ def unanswered(history: list[Operation]) -> Counter[str]:
 
 @clause("CC-6")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-@ACROSS_PROCESSES
 async def test_a_concurrent_history_on_one_session_is_linearizable(ctx: SuiteContext, topology: str) -> None:
     """125 sessions, 8 tasks on each, 1000 tasks at once; each session's history is checked on its own.
 

@@ -93,7 +93,6 @@ async def _final_reads(ctx: SuiteContext, ids: Sequence[str]) -> list[Record]:
 
 
 @overlapped(only={"topology": "one-instance"})
-@overlapped(only={"topology": "shared"}, lane="processes", siblings="last")
 @clause("CC-8")
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 async def test_writes_racing_a_delete_or_an_expiry_never_bring_a_session_back(ctx: SuiteContext,
