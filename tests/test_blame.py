@@ -33,10 +33,13 @@ def test_the_model_check_catches_the_bug_and_blames_its_clause_only(name: str, c
     failed_tests = [t for t in result.tests if t.status == "failed"]
     assert failed_tests, f"the model-based tests no longer catch {name} ({BROKEN[name].description})"
     blamed = {t.blame[0] if t.blame else "(none)" for t in failed_tests}
-    if blamed != {clause_id} and clause_id in blamed:
+    for _ in range(3):
+        if blamed == {clause_id} or clause_id not in blamed:
+            break
         # Known, under heavy load only: a sequence with 0.05-0.15 s periods whose timing the model can no longer
         # tell apart may be shrunk to a step of a timing clause (TTL-1) or a neighbour (MG-2). The bug is caught
-        # either way; the blame is pinned on a second run rather than left to the machine's load.
+        # either way; the blame is pinned on a later run rather than left to the machine's load (one rerun was
+        # not enough on a 2-vCPU VM, where create_overwrites_live drew TTL-1 in three full batches of 773 tests).
         result = run_suite(BROKEN[name].target(), keyword=MODEL)
         failed_tests = [t for t in result.tests if t.status == "failed"]
         blamed = {t.blame[0] if t.blame else "(none)" for t in failed_tests}
