@@ -169,6 +169,10 @@ def as_recorded(row: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str
     return {**row, "clauses": clauses}
 
 
+_FLIPS: Final = ({"pass", "fail"}, {"divergence", "stale-divergence"})
+"""Verdict pairs one interleaving can turn into each other: the clause's tests failed in one run, passed in
+the other (a ledgered divergence whose tests pass reads ``stale-divergence``)."""
+
 RERUN_BUDGET: Final = 240.0
 """Seconds --check may spend rerunning the clauses of one store whose verdict flipped from the record."""
 
@@ -178,13 +182,14 @@ def recheck_flips(rows: Sequence[dict[str, Any]], recorded: Mapping[str, Any], s
     """--check: rerun, once, the clauses whose pass/fail flipped from the record. A flip the rerun does not
     reproduce is a race the record does not mark intermittent: the row takes the recorded verdict back and a
     warning says what the first run saw, so it gets reviewed, without failing the check on one unlucky
-    interleaving. A flip the rerun reproduces stands (the page is stale)."""
+    interleaving. A flip the rerun reproduces stands (the page is stale). A ledgered divergence whose tests
+    passed (``stale-divergence``) is the same flip: a documented race the run did not happen to hit."""
     warnings: list[str] = []
     for row in rows:
         old = recorded.get("stores", {}).get(row["store"], {})
         was = old.get("clauses", {})
         flipped = [cid for cid, verdict in row["clauses"].items()
-                   if verdict != was.get(cid) and {verdict, was.get(cid)} <= {"pass", "fail"}]
+                   if verdict != was.get(cid) and {verdict, was.get(cid)} in _FLIPS]
         if not flipped or left() < 60:
             continue
         folder = scratch / "rerun"

@@ -163,3 +163,25 @@ def test_check_reruns_a_flipped_clause_once_and_warns_when_the_flip_does_not_rec
     reruns.clear()
     assert matrix.recheck_flips([dict(row)], recorded, tmp_path, timeout=120, left=lambda: 30.0) == []
     assert reruns == []  # no time left for a rerun: the flip stands as it is
+
+
+def test_check_reruns_a_ledgered_divergence_that_passed_once(tmp_path: Path, monkeypatch: Any) -> None:
+    """A documented race (langgraph_postgres CC-8: ``aput`` after ``adelete``) that one run did not hit reads
+    ``stale-divergence``; the check reruns it like a pass/fail flip before calling the ledger stale."""
+    from sessionspec.conformance import matrix
+
+    recorded = {"stores": {"s": {"level": "none", "clauses": {"CC-8": "divergence", "CC-2": "divergence"}}}}
+    again = {"CC-8": "divergence", "CC-2": "stale-divergence"}  # CC-8 diverges again; CC-2 really is stale
+
+    def fake_run(store: str, reports: Path, *, timeout: float, budget: float, clauses: Any = ()) -> dict[str, Any]:
+        assert tuple(clauses) == ("CC-8", "CC-2")
+        return {"store": store, "report": "r.json", "error": "", "seconds": 1.0}
+
+    monkeypatch.setattr(matrix, "run_store", fake_run)
+    monkeypatch.setattr(matrix, "load_store", lambda store, report, error="": {"clauses": dict(again)})
+    row = {"store": "s", "level": "none", "reasons": {},
+           "clauses": {"CC-8": "stale-divergence", "CC-2": "stale-divergence"}}
+    warnings = matrix.recheck_flips([row], recorded, tmp_path, timeout=120, left=lambda: 900.0)
+    assert row["clauses"] == {"CC-8": "divergence", "CC-2": "stale-divergence"}
+    assert len(warnings) == 1 and warnings[0].startswith("s CC-8: stale-divergence in this run, divergence again")
+    assert compare(recorded, {"stores": {"s": row}}) == ["s CC-2: divergence -> stale-divergence"]
