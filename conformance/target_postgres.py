@@ -26,8 +26,8 @@ POOL_MAX_SIZE = 4
 on a small machine a few connections finish a burst sooner than many (measured: 1000 creates on 4
 fresh stores, p99 240 ms at 5 vs 550 ms at 20), as every new backend costs a fork, cold caches and
 its first plan of each write function (~8 ms of server CPU here). A whole `check postgres` opens ~770
-of them: at 4 per store instead of 8 the server's CPU fell from 24 to 20.8 s and the run from
-33.4 to 31.7 s on a 2-vCPU machine (2, 3 and 4 measured alike)."""
+of them: at 4 per store instead of 8 the server's CPU over a whole check fell from 24 to 20.8 s on a
+2-vCPU machine (2, 3 and 4 measured alike)."""
 
 _RAW_TTL = """
 SELECT s.expires_at IS NULL AS permanent, extract(epoch FROM s.expires_at - clock_timestamp())::float8 AS left
