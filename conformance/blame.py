@@ -34,6 +34,8 @@ class Blame:
 
 
 _ERROR_CLAUSE = {"InvalidSessionId": "ID-3", "InvalidTtl": "TTL-0"}
+_EXISTENCE_ERRORS = frozenset({"SessionNotFound", "SessionExists", "VersionConflict"})
+"""Errors that need the stored session: raised for an invalid argument, they show validation came after a lookup."""
 _ARGUMENT_CLAUSE = {"id": "ID-3", "ttl": "TTL-0", "owner": "ID-2", "expected_version": "MG-2", "key": "ST-2"}
 
 
@@ -82,6 +84,8 @@ def _validation(call: Call, bad: Mapping[str, str], output: Any) -> Blame:
                      alternatives)
     if field == "value":  # an ordering bug (validation after the lookup), whatever the value: ST-2's rule
         clause, alternatives = "ST-2", ("ST-1a",)
+    elif got in _EXISTENCE_ERRORS:  # the same ordering bug met through another argument: ST-2 owns the suite's
+        clause, alternatives = "ST-2", (clause,)  # dedicated "validation before existence" test (§4.6)
     return Blame(clause, f"{call.f} with an invalid {field} raised {got}, not {wanted}: arguments are validated "
                  "before anything else, existence included (spec §4.6)", alternatives)
 
@@ -97,6 +101,15 @@ def _ttl_of(states: Iterable[Namespace], id: Any) -> float | None:
 
 def _vanished(call: Call, states: Sequence[Namespace], log: Sequence[Call]) -> Blame:
     """The store lost a session the model holds live."""
+    from .model import _validated
+
+    refused = _validated(log[-1])[1] if log and log[-1].f == "create" else {}
+    if refused:  # an invalid create is refused whatever the id holds, so it cannot be what made the session
+        errors = ", ".join(sorted(set(refused.values())))
+        return Blame("LC-2", f"{call.f}({call.id!r}) found no session right after a create of that live id with an "
+                     f"invalid {', '.join(sorted(refused))}: the create must raise {errors} and leave the live "
+                     "session as it was, never delete or replace it",
+                     ("TTL-1", *(_ARGUMENT_CLAUSE.get(f, "ST-2") for f in sorted(refused))))
     if _ttl_of(states, call.id) is None:
         return Blame("TTL-3", f"{call.f}({call.id!r}) found no session although it was made permanent (ttl=None) "
                      "and never deleted", ("LC-3", "TTL-1"))

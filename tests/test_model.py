@@ -261,9 +261,10 @@ def _deleted() -> Tracker:
     (lambda: tracker_with({"a": 1}, ttl=60.0), Call("touch", "s", ttl=None), info("s", 5, ttl=60.0), "TTL-3"),
     (lambda: tracker_with({"a": 1}), Call("save", "s", {"t": (1, 2)}), session("s", 6, {"t": [1, 2]}), "ST-1a"),
     (lambda: tracker_with({"a": 1}), Call("touch", "s", ttl=0), info("s", 5, ttl=None), "TTL-0"),
+    (_deleted, Call("save", "s", {}, ttl=0), {"error": "SessionNotFound"}, "ST-2"),
 ], ids=["touch-bumps", "upsert", "delete-ignored", "validation-after-existence", "create-overwrites",
         "stale-version-accepted", "apply-replaces", "append-onto-non-list", "owner-lost", "touch-keeps-ttl",
-        "tuple-accepted", "ttl-zero"])
+        "tuple-accepted", "ttl-zero", "ttl-validated-after-existence"])
 def test_a_mismatch_names_the_clause_its_step_breaks(make: Any, call: Call, output: Any, clause: str) -> None:
     assert _blamed(make(), call, output) == clause
 
@@ -274,6 +275,16 @@ def test_an_expired_session_read_back_is_ttl_1_and_a_lost_slid_one_ttl_2() -> No
     t = tracker_with({"a": 1}, ttl=1.0, at=(0.0, 0.001))
     t.observe(Call("touch", "s"), (0.8, 0.801), info("s", 5, ttl=1.0))
     assert _blamed(t, Call("get", "s"), None, at=(1.2, 1.201)) == "TTL-2"
+
+
+def test_a_session_lost_right_after_a_refused_invalid_create_of_its_id_is_lc_2_not_ttl_1() -> None:
+    """Found by test_blame under a loaded CI run: a store that deletes before it creates (SET, not SET NX) lost a
+    live session to a create with ttl=0, which it then refused; the read after it was blamed on TTL-1."""
+    t = tracker_with({"a": 1}, ttl=1.0, at=(0.0, 0.001))
+    t.observe(Call("create", "s", {}, ttl=0), (0.01, 0.011), {"error": "InvalidTtl"})
+    assert _blamed(t, Call("get", "s"), None, at=(0.02, 0.021)) == "LC-2"
+    t = tracker_with({"a": 1}, ttl=1.0, at=(0.0, 0.001))  # the create that made it is no refused create
+    assert _blamed(t, Call("get", "s"), None, at=(0.02, 0.021)) == "TTL-1"
 
 
 def test_a_rounded_float_is_st_1_whatever_the_write() -> None:
