@@ -127,8 +127,8 @@ def _lingered(call: Call, what: str) -> Blame:
 
 def _numbers_only_differ(expected: Any, observed: Any) -> bool:
     """Same shape and keys, and every difference is between two numbers (a float rounded, 1.0 turned into 1)."""
-    if isinstance(expected, bool) or isinstance(observed, bool):
-        return False
+    if isinstance(expected, bool) or isinstance(observed, bool):  # a bool is no number here: True == 1 differs
+        return type(expected) is type(observed) and expected == observed
     if isinstance(expected, int | float) and isinstance(observed, int | float):
         return True
     if isinstance(expected, dict) and isinstance(observed, dict):

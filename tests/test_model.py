@@ -293,6 +293,14 @@ def test_a_rounded_float_is_st_1_whatever_the_write() -> None:
                    session("s", 6, {"x": 0.1, "y": 1.23456789012346})) == "ST-1"
 
 
+def test_a_number_changed_beside_a_bool_is_still_st_1() -> None:
+    """Found by the matrix on langgraph_postgres (JSONB turns 1e207 into an int): a state holding True beside the
+    changed number was blamed on the write (MG-5 after an append), as a bool never counted as unchanged."""
+    t = tracker_with({"flag": True, "log": [[True], 1.0e207]})
+    t.observe(Call("append", "s", [False], key="log"), NOW, info("s", 6))
+    assert _blamed(t, Call("get", "s"), session("s", 6, {"flag": True, "log": [[True], 10**207, False]})) == "ST-1"
+
+
 def test_an_error_no_model_predicts_keeps_its_message_and_contract_errors_stay_exactly_comparable() -> None:
     """A bare SessionStoreError (or a foreign exception) in a concurrent history is only fixable with what it
     said ("database is locked", ...); the errors the contract names stay bare so the model can match them."""
