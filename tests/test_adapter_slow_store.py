@@ -11,6 +11,7 @@ period (``_timing.retrying``), as the TTL clauses already did.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,18 +27,21 @@ class SlowStore(MemoryStore):
     """MemoryStore whose every call takes LATENCY longer: a framework store on a busy machine."""
 
 
-for _name in ("create", "get", "save", "apply", "append", "touch", "delete"):
-    def _slow(name: str) -> Any:
-        fast = getattr(MemoryStore, name)
+def _delay_each(cls: type[MemoryStore], names: tuple[str, ...], delay: Callable[[Any, tuple[Any, ...]], float]) -> None:
+    """Make each named call of ``cls`` wait ``delay(self, args)`` seconds before MemoryStore's own answers it."""
+    for name in names:
+        def wrap(name: str, fast: Any) -> Any:
+            async def call(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
+                await asyncio.sleep(delay(self, args))  # latency, not synchronisation: the result does not depend on it
+                return await fast(self, *args, **kwargs)
 
-        async def call(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
-            await asyncio.sleep(LATENCY)  # latency, not synchronisation: the result does not depend on it
-            return await fast(self, *args, **kwargs)
+            call.__name__ = name
+            return call
 
-        call.__name__ = name
-        return call
+        setattr(cls, name, wrap(name, getattr(MemoryStore, name)))
 
-    setattr(SlowStore, _name, _slow(_name))
+
+_delay_each(SlowStore, ("create", "get", "save", "apply", "append", "touch", "delete"), lambda self, args: LATENCY)
 
 
 def factory(namespace: str) -> SlowStore:
@@ -161,19 +165,8 @@ class SlowShortLivedWrites(MemoryStore):
         return session
 
 
-for _name in ("save", "apply", "append"):
-    def _slow_when_short(name: str) -> Any:
-        fast = getattr(MemoryStore, name)
-
-        async def call(self: SlowShortLivedWrites, id: str, *args: Any, **kwargs: Any) -> Any:
-            if id in self._short:
-                await asyncio.sleep(0.6)  # latency, not synchronisation: longer than the period on purpose
-            return await fast(self, id, *args, **kwargs)
-
-        call.__name__ = name
-        return call
-
-    setattr(SlowShortLivedWrites, _name, _slow_when_short(_name))
+_delay_each(SlowShortLivedWrites, ("save", "apply", "append"),  # longer than the period, on purpose
+            lambda self, args: 0.6 if args and args[0] in self._short else 0.0)
 
 
 def slow_short_lived_writes(namespace: str) -> SlowShortLivedWrites:
