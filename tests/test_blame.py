@@ -39,10 +39,11 @@ def test_the_model_check_catches_the_bug_and_blames_its_clause_only(name: str, c
     for _ in range(3):
         if blamed == {clause_id} or clause_id not in blamed:
             break
-        # Known, under heavy load only: a sequence with 0.05-0.15 s periods whose timing the model can no longer
-        # tell apart may be shrunk to a step of a timing clause (TTL-1) or a neighbour (MG-2). The bug is caught
-        # either way; the blame is pinned on a later run rather than left to the machine's load (one rerun was
-        # not enough on a 2-vCPU VM, where create_overwrites_live drew TTL-1 in three full batches of 773 tests).
+        # With 0.05-0.15 s periods the step at which the store first disagrees moves with timing (long GC pauses
+        # in a full run), and that step may show the bug through a neighbouring rule. The cases seen are blamed
+        # right now (a session lost after a refused invalid create: LC-2; validation after existence through
+        # any argument: ST-2); this rerun stays as a guard for one not seen yet, and a blame that differs on
+        # every run still fails.
         result = run_suite(BROKEN[name].target(), keyword=MODEL)
         failed_tests = [t for t in result.tests if t.status == "failed"]
         blamed = {t.blame[0] if t.blame else "(none)" for t in failed_tests}
