@@ -58,8 +58,8 @@ from typing import Any, Final, NamedTuple
 from redis import exceptions as rex
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry  # the asyncio one: redis-py 6+ converts a sync Retry with a warning
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.retry import Retry
 
 from sessionspec.conformance.contract import (
     DELETE,

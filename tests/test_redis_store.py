@@ -18,6 +18,7 @@ import re
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -27,8 +28,8 @@ pytest.importorskip("redis", reason="pip install -e '.[redis]'")
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from sessionspec.conformance.contract import BackendUnavailable, Session
 from sessionspec.conformance.provision import ProvisionError, Server, provision
@@ -181,6 +182,23 @@ def test_a_1000_task_burst_queues_on_a_small_pool_without_errors(kind: str, requ
                 pool = store.client.connection_pool
                 opened_connections = len(pool._available_connections) + len(pool._in_use_connections)
                 assert opened_connections <= 8, f"the store opened {opened_connections} connections for 8 allowed"
+
+    run(body)
+
+
+@pytest.mark.parametrize("kind", ["redis", pytest.param("redis-cluster", marks=pytest.mark.cluster)])
+def test_from_url_gives_the_asyncio_client_an_asyncio_retry_and_warns_nothing(
+        kind: str, request: pytest.FixtureRequest) -> None:
+    """An application that opens the store must not get a driver warning in its logs on every start:
+    redis-py 6+ converts a sync ``redis.retry.Retry`` given to its asyncio client, with a UserWarning."""
+    server: Server = request.getfixturevalue("redis_server" if kind == "redis" else "cluster_server")
+
+    async def body() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning while opening and using the store fails here
+            async with opened(server.url) as store:
+                session = await store.create({"k": 1})
+                assert (await store.get(session.id)) is not None
 
     run(body)
 
