@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .answers import count_answers
 from .contract import CAPABILITIES, SessionStore
 
 __all__ = [
@@ -243,9 +244,9 @@ async def open_store(target: Target, namespace: str) -> AsyncIterator[SessionSto
         ) from exc
     if hasattr(made, "__aenter__") and not hasattr(made, "create"):
         async with made as entered:
-            yield _check_store(entered, target)
+            yield count_answers(_check_store(entered, target))
         return
-    store = _check_store(made, target)
+    store = count_answers(_check_store(made, target))
     try:
         yield store
     finally:

@@ -33,12 +33,12 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import IO, Any, Final
 
+from .answers import COUNTED, answered, note_answer
 from .contract import SessionNotFound, SessionStore, VersionConflict
 from .model import Call, observe
 from .targets import Target, TargetError, open_store, resolve_target
@@ -145,23 +145,6 @@ async def _read_modify_write(store: SessionStore, id: str, key: str, via: str) -
     return value, written.version
 
 
-_ANSWERS = threading.local()
-"""Per thread (a background suite test runs on its own): calls answered, and when the last one was."""
-
-
-def answered() -> tuple[int, float]:
-    """(calls this thread's tasks have had answered so far, time.monotonic() of the last answer).
-
-    The plugin reads it when a test runs out of time: a store that was still answering is slow,
-    one that had stopped answering is hung."""
-    return getattr(_ANSWERS, "count", 0), getattr(_ANSWERS, "last", 0.0)
-
-
-def _answer(calls: int = 1) -> None:
-    _ANSWERS.count = getattr(_ANSWERS, "count", 0) + calls
-    _ANSWERS.last = time.monotonic()
-
-
 PROGRESS_EVERY: Final = 1.0
 """Seconds between a worker child's ``{"answered": n}`` lines: the parent counts its children's answers as
 its own (answered()), so a shared test out of time whose work is all in children still tells slow from hung."""
@@ -200,8 +183,9 @@ async def _step(store: SessionStore, step: dict[str, Any], last_version: int | N
     except Exception as exc:  # the store's error is an output like any other; the test judges it
         record["output"] = observe(exc)
     record["response"] = time.monotonic()
-    if "output" in record:
-        _answer()
+    if "output" in record and not getattr(getattr(store, "get" if call_json["f"] == "increment" else call_json["f"],
+                                                  None), COUNTED, False):
+        note_answer()  # a store whose operations count themselves (answers.count_answers) already did
     return record
 
 
@@ -301,7 +285,7 @@ class WorkerProcess:
                     if isinstance(message, dict) and key in message:
                         return message[key]
                     if isinstance(message, dict) and isinstance(message.get("answered"), int):
-                        _answer(message["answered"])  # the child's calls count as this test's (answered())
+                        note_answer(message["answered"])  # the child's calls count as this test's (answered())
                     if isinstance(message, dict) and "error" in message:
                         raise WorkerError(f"worker failed: {message['error']}")
         with contextlib.suppress(subprocess.TimeoutExpired):  # stdout closed: it is exiting; say how
