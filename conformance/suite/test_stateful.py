@@ -251,9 +251,9 @@ def run_machine(ctx: SuiteContext, variant: str) -> None:
         if not mismatches:
             raise
         first = mismatches[0]
-        first.__notes__ = [f"(one of {len(mismatches)} steps the store and the model disagreed on in this run; "
-                           "the place depends on timing, so Hypothesis could not replay the example: no replay "
-                           "line)"]
+        first.__notes__ = [n for n in getattr(first, "__notes__", []) if not _BLOB.search(n)]  # keep its own notes
+        first.add_note(f"(one of {len(mismatches)} steps the store and the model disagreed on in this run; the "
+                       "place depends on timing, so Hypothesis could not replay the example: no replay line)")
         raise first from None
 
 
