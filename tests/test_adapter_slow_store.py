@@ -125,34 +125,32 @@ def hung(namespace: str) -> HungStore:
     return HungStore()
 
 
+def assert_slow_is_not_checked_and_silent_hung(keyword: str, clause_id: str) -> None:
+    """Out of time at 3 s: on the queued store (still answering) the clause is not checked; on the hung one it fails."""
+    slow = run_suite("tests.test_adapter_slow_store:queued", keyword=keyword, timeout=3.0)
+    (verdict,) = [c for c in slow.clauses if c.clause.id == clause_id]
+    assert verdict.verdict == "skip" and "still answering" in verdict.reason, (verdict.verdict, verdict.reason)
+    silent = run_suite("tests.test_adapter_slow_store:hung", keyword=keyword, timeout=3.0)
+    (verdict,) = [c for c in silent.clauses if c.clause.id == clause_id]
+    assert verdict.verdict == "fail" and "the store hung" in verdict.reason, (verdict.verdict, verdict.reason)
+
+
 def test_a_store_still_answering_at_the_time_limit_is_not_checked_and_a_silent_one_hung() -> None:
     """The per-test limit decides nothing about a clause when the store was still answering
     (an ORM-backed store under 1000 tasks); a store that stopped answering fails it as hung."""
-    slow = run_suite("tests.test_adapter_slow_store:queued", keyword="mixed_concurrent_traffic and one",
-                     timeout=3.0)
-    (cc5,) = [c for c in slow.clauses if c.clause.id == "CC-5"]
-    assert cc5.verdict == "skip" and "still answering" in cc5.reason, (cc5.verdict, cc5.reason)
-    silent = run_suite("tests.test_adapter_slow_store:hung", keyword="mixed_concurrent_traffic and one",
-                       timeout=3.0)
-    (cc5,) = [c for c in silent.clauses if c.clause.id == "CC-5"]
-    assert cc5.verdict == "fail" and "the store hung" in cc5.reason, (cc5.verdict, cc5.reason)
+    assert_slow_is_not_checked_and_silent_hung("mixed_concurrent_traffic and one", "CC-5")
 
 
 def test_the_same_holds_for_a_test_run_in_the_background() -> None:
     """CC-8's one-instance variant runs in the background (suite/_overlap.py): out of time there, a store still
     answering is not checked and a silent one hung, exactly as in the foreground."""
-    keyword = "never_bring_a_session_back and one"
-    slow = run_suite("tests.test_adapter_slow_store:queued", keyword=keyword, timeout=3.0)
-    (cc8,) = [c for c in slow.clauses if c.clause.id == "CC-8"]
-    assert cc8.verdict == "skip" and "still answering" in cc8.reason, (cc8.verdict, cc8.reason)
-    silent = run_suite("tests.test_adapter_slow_store:hung", keyword=keyword, timeout=3.0)
-    (cc8,) = [c for c in silent.clauses if c.clause.id == "CC-8"]
-    assert cc8.verdict == "fail" and "the store hung" in cc8.reason, (cc8.verdict, cc8.reason)
+    assert_slow_is_not_checked_and_silent_hung("never_bring_a_session_back and one", "CC-8")
 
 
-class SlowShortLivedWrites(MemoryStore):
-    """MemoryStore whose writes to a session created with a period under 1 s take 0.6 s before they apply: a
-    correct store that is slow at the moment, so such a session can expire between two writes of one test."""
+class ShortLived(MemoryStore):
+    """MemoryStore that remembers the sessions created with a period under ``SHORT`` seconds (to slow them down)."""
+
+    SHORT = 1.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -160,9 +158,14 @@ class SlowShortLivedWrites(MemoryStore):
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:
         session = await super().create(*args, **kwargs)
-        if session.ttl is not None and session.ttl < 1.0:
+        if session.ttl is not None and session.ttl < self.SHORT:
             self._short.add(session.id)
         return session
+
+
+class SlowShortLivedWrites(ShortLived):
+    """MemoryStore whose writes to a session created with a period under 1 s take 0.6 s before they apply: a
+    correct store that is slow at the moment, so such a session can expire between two writes of one test."""
 
 
 _delay_each(SlowShortLivedWrites, ("save", "apply", "append"),  # longer than the period, on purpose
@@ -188,28 +191,14 @@ def test_a_manager_test_counts_the_calls_its_manager_makes_on_the_store() -> Non
     the calls the manager made count as the store's answers (answers.count_answers on every store the suite
     opens), so a slow store still answering is not checked, not "hung"; a silent one still hangs. Seen on
     adk_postgres, whose MG-8 took 90 of its 120 s on a slow VM: a slower machine would have failed it."""
-    keyword = "concurrent_updates_reach_the_exact_total and one-manager"
-    slow = run_suite("tests.test_adapter_slow_store:queued", keyword=keyword, timeout=3.0)
-    (mg7,) = [c for c in slow.clauses if c.clause.id == "MG-7"]
-    assert mg7.verdict == "skip" and "still answering" in mg7.reason, (mg7.verdict, mg7.reason)
-    silent = run_suite("tests.test_adapter_slow_store:hung", keyword=keyword, timeout=3.0)
-    (mg7,) = [c for c in silent.clauses if c.clause.id == "MG-7"]
-    assert mg7.verdict == "fail" and "the store hung" in mg7.reason, (mg7.verdict, mg7.reason)
+    assert_slow_is_not_checked_and_silent_hung("concurrent_updates_reach_the_exact_total and one-manager", "MG-7")
 
 
-class SlowShortLivedAppends(MemoryStore):
+class SlowShortLivedAppends(ShortLived):
     """MemoryStore whose appends to a session created with a period under 2 s take 1.2 s: LC-2's expired variant
     (create with a 1 s period, append at once) then finds its session expired, on time."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._short: set[str] = set()
-
-    async def create(self, *args: Any, **kwargs: Any) -> Any:
-        session = await super().create(*args, **kwargs)
-        if session.ttl is not None and session.ttl < 2.0:
-            self._short.add(session.id)
-        return session
+    SHORT = 2.0
 
 
 _delay_each(SlowShortLivedAppends, ("append",),  # longer than the period, on purpose
