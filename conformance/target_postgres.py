@@ -4,6 +4,9 @@ Each suite test opens its own PostgresStore (its own small pool): asyncpg pools 
 one event loop and every suite test runs on a loop of its own, so a shared pool would
 break. The store's pool also serves the backdoors: raw_ttl reads the row with the
 database's own clock, drop_namespace deletes the test's rows, db_timezone asks the server.
+The store's connections run in a time zone far from UTC (``TimeZone``, a session setting, which is
+what every zone-dependent expression reads), so HY-2 is checked on any server, one given by URL
+and running in UTC included.
 asyncpg is imported only when a store is opened, so a missing driver becomes a TargetError
 that says what to install instead of an ImportError.
 """
@@ -17,9 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .contract import SessionStore
+from .provision.base import PG_TIMEZONE
 from .targets import BACKEND_SCHEMES, Target, TargetError, TargetOptions, netloc_with_port
 
-__all__ = ["build_postgres_target", "db_timezone", "drop_namespace", "raw_ttl"]
+__all__ = ["SESSION_SETTINGS", "build_postgres_target", "db_timezone", "drop_namespace", "raw_ttl"]
 
 POOL_MAX_SIZE = 4
 """Connections per store. CC tests queue 1000 tasks on it and `shared` runs 4 stores in 2 processes:
@@ -28,6 +32,9 @@ fresh stores, p99 240 ms at 5 vs 550 ms at 20), as every new backend costs a for
 its first plan of each write function (~8 ms of server CPU here). A whole `check postgres` opens ~770
 of them: at 4 per store instead of 8 the server's CPU over a whole check fell from 24 to 20.8 s on a
 2-vCPU machine (2, 3 and 4 measured alike)."""
+SESSION_SETTINGS = {"timezone": PG_TIMEZONE}
+"""The zone HY-2 needs, set per connection: most servers run in UTC, where a store that mixes up zones
+still looks right (the servers the suite provisions run in this zone already)."""
 
 _RAW_TTL = """
 SELECT s.expires_at IS NULL AS permanent, extract(epoch FROM s.expires_at - clock_timestamp())::float8 AS left
@@ -97,7 +104,8 @@ def build_postgres_target(spec: str, options: TargetOptions) -> Target:
         async def factory(namespace: str) -> SessionStore:
             from sessionspec.reference.postgres import PostgresStore
 
-            return await PostgresStore.connect(at, namespace=namespace, max_size=POOL_MAX_SIZE)
+            return await PostgresStore.connect(at, namespace=namespace, max_size=POOL_MAX_SIZE,
+                                               server_settings=SESSION_SETTINGS)
 
         return factory
 

@@ -429,16 +429,18 @@ async def test_expiry_and_timestamps_hold_when_the_database_zone_differs(ctx: Su
         pytest.skip(f"{NOT_APPLICABLE}: the target does not report its database server's time zone (no "
                     "db_timezone hook), so the suite cannot check a server running in another zone")
     zone = (await hook(ctx.store)).strip()
-    assert zone.upper() not in _UTC_NAMES, (
-        f"HY-2: the database server's time zone is {zone!r}, i.e. UTC, so this check would prove nothing; run the "
-        "target with the server's TimeZone far from UTC (the built-in postgres target uses Pacific/Kiritimati)."
-    )
+    # A zone that cannot tell a mixed-up store from a right one leaves the clause not checked, never failed:
+    # the store is not at fault, the setup is (and "not checked" still keeps it out of a level).
+    if zone.upper() in _UTC_NAMES:
+        pytest.skip(f"{NOT_APPLICABLE}: the database server's time zone is {zone!r}, i.e. UTC, where a store that "
+                    "mixes up zones still looks right; run the server (or the store's connections: SET TimeZone) in "
+                    "a zone far from UTC, as the built-in postgres target does (Pacific/Kiritimati)")
     local = datetime.now().astimezone().utcoffset()
     server = _offset_hours(zone)
-    assert server is None or local is None or server != local.total_seconds() / 3600, (
-        f"HY-2: the database zone {zone!r} has the same offset as this process's local zone, so a store mixing "
-        "the two would still pass; run the server (or this process) in a different zone."
-    )
+    if server is not None and local is not None and server == local.total_seconds() / 3600:
+        pytest.skip(f"{NOT_APPLICABLE}: the database zone {zone!r} has the same offset as this process's local "
+                    "zone, where a store that mixes the two still looks right; run the server (or this process) in "
+                    "a different zone")
     store = ctx.store
 
     async def trial(ttl: float) -> None:

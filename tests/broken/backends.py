@@ -26,6 +26,7 @@ from sessionspec.conformance.contract import (
     TtlArg,
     VersionConflict,
 )
+from sessionspec.conformance.target_postgres import SESSION_SETTINGS
 from sessionspec.conformance.targets import Target, netloc_with_port
 from sessionspec.conformance.validation import validate_id, validate_owner, validate_ttl
 from sessionspec.reference import postgres, postgres_sql
@@ -63,7 +64,8 @@ class BackendCase:
                     except BaseException:
                         await opened.aclose()
                         raise
-                return await store.connect(at, namespace=namespace, max_size=POOL_MAX_SIZE)
+                return await store.connect(at, namespace=namespace, max_size=POOL_MAX_SIZE,
+                                           server_settings=SESSION_SETTINGS)
 
             return factory
 

@@ -1,0 +1,114 @@
+"""HY-2 on a database whose zone cannot tell a right store from a wrong one: not checked, never failed.
+
+Most PostgreSQL servers run in UTC. A store that mixes the app's clock with the server's zone
+looks right there, so HY-2 would prove nothing; failing it would blame a correct store for its
+setup. The built-in postgres target sets its connections' TimeZone far from UTC, so HY-2 is
+checked on any server, one given by URL and running in UTC included, and still catches the bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+import zoneinfo
+from collections.abc import Iterator
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from sessionspec.conformance.results import NOT_APPLICABLE
+from sessionspec.conformance.runner import run_suite
+from sessionspec.conformance.targets import Target, TargetOptions, resolve_target
+from sessionspec.reference.memory import MemoryStore
+
+REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"
+
+
+def _zone_with_the_local_offset() -> str:
+    """A zone that is not named UTC but has this process's current offset (Africa/Abidjan where local is UTC)."""
+    local = datetime.now().astimezone().utcoffset()
+    for name in ["Africa/Abidjan", *sorted(zoneinfo.available_timezones())]:
+        if "/" in name and "UTC" not in name.upper() and "GMT" not in name.upper():
+            with contextlib.suppress(Exception):
+                if datetime.now(zoneinfo.ZoneInfo(name)).utcoffset() == local:
+                    return name
+    pytest.skip("no named zone has this process's offset")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Etc/UTC", "local-offset"])
+def test_a_database_zone_that_proves_nothing_leaves_hy_2_not_checked(zone: str) -> None:
+    reported = _zone_with_the_local_offset() if zone == "local-offset" else zone
+
+    async def db_timezone(store: object) -> str:
+        return reported
+
+    target = Target(spec="memory-in-utc", description="MemoryStore reporting a database zone",
+                    factory=lambda namespace: MemoryStore(), db_timezone=db_timezone)
+    result = run_suite(target, clauses=["HY-2"])
+    [test] = result.tests
+    assert test.status == "skipped" and test.message.startswith(NOT_APPLICABLE), (test.status, test.message)
+    assert reported in test.message
+    [verdict] = [c for c in result.clauses if c.clause.id == "HY-2"]
+    assert verdict.verdict == "n/a", verdict
+
+
+@pytest.fixture(scope="module")
+def utc_database_url() -> Iterator[str]:
+    """The provisioned server, through a database of its own whose default TimeZone is UTC."""
+    from sessionspec.conformance.provision import ProvisionError, provision
+
+    try:
+        server = provision("postgres")
+    except ProvisionError as exc:
+        if REQUIRE:
+            pytest.fail(f"SESSIONSPEC_REQUIRE_BACKENDS=1 but no PostgreSQL server:\n{exc}")
+        pytest.skip(f"no PostgreSQL server could be provisioned:\n{exc}")
+    import asyncio
+
+    import asyncpg
+
+    name = f"utc_{uuid.uuid4().hex[:8]}"
+
+    async def make() -> None:
+        conn = await asyncpg.connect(server.url)
+        try:
+            await conn.execute(f"CREATE DATABASE {name}")
+            await conn.execute(f"ALTER DATABASE {name} SET TimeZone TO 'UTC'")
+        finally:
+            await conn.close()
+
+    asyncio.run(make())
+    parts = urlsplit(server.url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        server.close()
+
+
+@pytest.mark.postgres
+def test_hy_2_is_checked_on_a_server_given_by_url_that_runs_in_utc(utc_database_url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def server_zone() -> str:
+        conn = await asyncpg.connect(utc_database_url)
+        try:
+            return str(await conn.fetchval("SHOW TimeZone"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(server_zone()) == "UTC"  # the database really defaults to UTC
+    target = resolve_target(utc_database_url, TargetOptions())
+    try:
+        verdicts = {c.clause.id: c for c in run_suite(target, clauses=["HY-2"]).clauses}
+        assert verdicts["HY-2"].verdict == "pass", verdicts["HY-2"]
+        from tests.broken.backends import BACKEND_BROKEN
+
+        broken = BACKEND_BROKEN["postgres_get_on_app_clock"]
+        caught = {c.clause.id: c for c in run_suite(broken.target(target), clauses=["HY-2"]).clauses}
+        assert caught["HY-2"].verdict == "fail", caught["HY-2"]
+    finally:
+        target.close()
