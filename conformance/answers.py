@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Final, TypeVar
 
-__all__ = ["COUNTED", "STORE_CALLS", "answered", "count_answers", "note_answer"]
+__all__ = ["COUNTED", "STORE_CALLS", "answered", "count_answers", "counts_itself", "note_answer"]
 
 S = TypeVar("S")
 STORE_CALLS: Final = ("create", "get", "save", "apply", "append", "touch", "delete", "list", "count",
@@ -39,13 +39,18 @@ def note_answer(calls: int = 1) -> None:
     _ANSWERS.last = time.monotonic()
 
 
+def counts_itself(store: object, operation: str) -> bool:
+    """Whether ``store.<operation>`` already counts its answers (wrapped by :func:`count_answers`)."""
+    return bool(getattr(getattr(store, operation, None), COUNTED, False))
+
+
 def count_answers(store: S) -> S:
     """``store`` with each async operation counted when it answers (a result or an error; a cancelled call
     did not answer). Wrapped on the instance, so the store keeps its type for isinstance and its own hooks;
     a store whose attributes cannot be set, or whose operations are not ``async def``, is left as it is."""
     for name in STORE_CALLS:
         method = getattr(store, name, None)
-        if method is None or getattr(method, COUNTED, False) or not inspect.iscoroutinefunction(method):
+        if method is None or counts_itself(store, name) or not inspect.iscoroutinefunction(method):
             continue
         try:
             setattr(store, name, _counting(method))

@@ -121,8 +121,9 @@ def claims_override(gate: Mapping[str, Any]) -> frozenset[str] | None:
 def quiet_driver_warnings() -> None:
     """Hide redis-py 6+'s notice that a sync Retry was converted for the asyncio client.
 
-    It names no problem of the store under test (the conversion is what the reference store
-    relies on), yet printed on every run it reaches even `-q` output and CI logs.
+    It names no problem of the store under test (a third-party store built for redis-py 5 passes
+    the sync Retry; the reference store passes the asyncio one), yet printed on every run it
+    reaches even `-q` output and CI logs.
     """
     import warnings
 

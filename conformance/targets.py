@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .answers import count_answers
+from .answers import STORE_CALLS, count_answers
 from .contract import CAPABILITIES, SessionStore
 
 __all__ = [
@@ -188,8 +188,7 @@ def _load_backend_builders() -> None:
 def _check_store(obj: object, target: Target) -> SessionStore:
     missing = [
         name
-        for name in ("create", "get", "save", "apply", "append", "touch", "delete", "list", "count",
-                     "purge_expired", "aclose")
+        for name in (*STORE_CALLS, "aclose")
         if not callable(getattr(obj, name, None))
     ]
     caps = getattr(obj, "capabilities", None)

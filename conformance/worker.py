@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import IO, Any, Final
 
-from .answers import COUNTED, answered, note_answer
+from .answers import answered, counts_itself, note_answer
 from .contract import SessionNotFound, SessionStore, VersionConflict
 from .model import Call, observe
 from .targets import Target, TargetError, open_store, resolve_target
@@ -183,8 +183,7 @@ async def _step(store: SessionStore, step: dict[str, Any], last_version: int | N
     except Exception as exc:  # the store's error is an output like any other; the test judges it
         record["output"] = observe(exc)
     record["response"] = time.monotonic()
-    if "output" in record and not getattr(getattr(store, "get" if call_json["f"] == "increment" else call_json["f"],
-                                                  None), COUNTED, False):
+    if "output" in record and not counts_itself(store, "get" if call_json["f"] == "increment" else call_json["f"]):
         note_answer()  # a store whose operations count themselves (answers.count_answers) already did
     return record
 
