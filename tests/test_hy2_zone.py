@@ -8,6 +8,7 @@ checked on any server, one given by URL and running in UTC included, and still c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -16,8 +17,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
+from sessionspec.conformance.provision import ProvisionError, provision
 from sessionspec.conformance.results import NOT_APPLICABLE
 from sessionspec.conformance.runner import run_suite
 from sessionspec.conformance.targets import Target, TargetOptions, resolve_target
@@ -57,18 +60,12 @@ def test_a_database_zone_that_proves_nothing_leaves_hy_2_not_checked(zone: str) 
 @pytest.fixture(scope="module")
 def utc_database_url() -> Iterator[str]:
     """The provisioned server, through a database of its own whose default TimeZone is UTC."""
-    from sessionspec.conformance.provision import ProvisionError, provision
-
     try:
         server = provision("postgres")
     except ProvisionError as exc:
         if REQUIRE:
             pytest.fail(f"SESSIONSPEC_REQUIRE_BACKENDS=1 but no PostgreSQL server:\n{exc}")
         pytest.skip(f"no PostgreSQL server could be provisioned:\n{exc}")
-    import asyncio
-
-    import asyncpg
-
     name = f"utc_{uuid.uuid4().hex[:8]}"
 
     async def make() -> None:
@@ -89,10 +86,6 @@ def utc_database_url() -> Iterator[str]:
 
 @pytest.mark.postgres
 def test_hy_2_is_checked_on_a_server_given_by_url_that_runs_in_utc(utc_database_url: str) -> None:
-    import asyncio
-
-    import asyncpg
-
     async def server_zone() -> str:
         conn = await asyncpg.connect(utc_database_url)
         try:
