@@ -54,6 +54,11 @@ Design (the schema and write functions live in ``postgres_schema.sql``):
   ``UPDATE`` never reads items: it requires ``item_keys`` to be empty, a condition PostgreSQL
   re-checks on the newest row version after waiting for the lock (EvalPlanQual), so an append
   that committed meanwhile makes it match nothing and the function takes over.
+* Isolation: every statement is written for READ COMMITTED (a write that waited for a row lock
+  re-checks its WHERE on the newest row version). ``connect`` asks for it on its connections
+  whatever the server's ``default_transaction_isolation``; a pool the caller built that runs
+  REPEATABLE READ or SERIALIZABLE is refused on first use with a ValueError naming the setting
+  (under those, waits became SerializationError: 10 clauses failed on a serializable database).
 * Failures: refused or lost connections, timeouts and server shutdowns raise BackendUnavailable
   (chained). Each statement may run ``timeout`` seconds. Calls queue first come, first served
   for the pool's connections and wait as long as calls keep completing (1000 tasks on 20
@@ -127,6 +132,11 @@ UNAVAILABLE: Final = (
     asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: TooManyConnectionsError
 )
 CANNOT_HOLD: Final = (asyncpg.DataError, asyncpg.exceptions.ProgramLimitExceededError)
+ISOLATION: Final = "read committed"
+"""The store's statements are written for READ COMMITTED: a write that waited for a row lock re-checks its
+WHERE on the newest row version (EvalPlanQual) instead of failing. Under REPEATABLE READ or SERIALIZABLE
+(a server's or database's ``default_transaction_isolation``) the same waits raise SerializationError
+(measured: 10 clauses failed on a serializable database), so the store's own pools always ask for it."""
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -224,8 +234,9 @@ class PostgresStore:
                       default_ttl: float | None = None, timeout: float = 5.0,  # noqa: ASYNC109 - a store setting
                       **pool_options: Any) -> PostgresStore:
         """A ready store on a pool of its own (closed by aclose); the schema is ensured once per DSN."""
+        settings = {**(pool_options.pop("server_settings", None) or {}), "default_transaction_isolation": ISOLATION}
         options: dict[str, Any] = {"timeout": timeout, "command_timeout": timeout, "reset": _no_reset,
-                                   **pool_options}
+                                   "server_settings": settings, **pool_options}
         try:
             async with asyncio.timeout(timeout):
                 pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **options)
@@ -244,6 +255,13 @@ class PostgresStore:
     async def _ensure_schema(self) -> None:
         try:
             async with self.pool.acquire(timeout=self.timeout) as conn, asyncio.timeout(max(self.timeout, 60.0)):
+                level = ISOLATION if self._owns_pool else await conn.fetchval("SHOW transaction_isolation")
+                if level != ISOLATION:  # a pool the caller built: say so, never fail later on every busy row
+                    raise ValueError(
+                        f"PostgresStore needs {ISOLATION.upper()} transactions, but this pool's connections run "
+                        f"{str(level).upper()} (the server's or database's default_transaction_isolation): build "
+                        f"the pool with server_settings={{'default_transaction_isolation': '{ISOLATION}'}}, or use "
+                        "PostgresStore.connect, which does")
                 await sql.install_schema(conn)
         except UNAVAILABLE as exc:
             raise BackendUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc

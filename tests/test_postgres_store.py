@@ -595,3 +595,64 @@ def test_backend_unavailable_while_stopped_then_the_same_store_recovers(server: 
                 await store.touch("never-created")
 
     asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def serializable_url(server: Server) -> str:
+    """A database of the server whose default_transaction_isolation is SERIALIZABLE (some shops set it)."""
+    name = f"ser_{uuid.uuid4().hex[:8]}"
+
+    async def make() -> None:
+        conn = await asyncpg.connect(server.url)
+        try:
+            await conn.execute(f"CREATE DATABASE {name}")
+            await conn.execute(f"ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'")
+        finally:
+            await conn.close()
+
+    asyncio.run(make())
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_a_write_that_waited_for_a_row_lock_succeeds_on_a_serializable_database(serializable_url: str) -> None:
+    """The store's statements rely on READ COMMITTED (a write that waited re-checks the newest row): on a
+    SERIALIZABLE database they raised SerializationError (10 clauses failed), so connect() asks for it."""
+
+    async def scenario() -> None:
+        async with opened(serializable_url) as store:
+            assert await store.pool.fetchval("SHOW transaction_isolation") == "read committed"
+            session = await store.create({"a": 1})
+            async with row_locked(serializable_url, store, session.id) as holder:
+                await holder.execute("UPDATE sessionspec.sessions SET updated_at = updated_at "
+                                     "WHERE namespace = $1 AND id = $2", store.namespace, session.id)
+                write = asyncio.create_task(store.apply(session.id, {"b": 2}))
+                await wait_for(lambda: blocked_by(holder), "the apply waits for the row lock")
+                await holder.execute("COMMIT")
+                applied = await write
+            assert applied.state == {"a": 1, "b": 2} and applied.version > session.version
+
+    asyncio.run(scenario())
+
+
+def test_a_pool_built_by_the_caller_that_runs_serializable_is_refused_naming_the_setting(
+        serializable_url: str) -> None:
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(serializable_url, min_size=1, max_size=2)
+        try:
+            store = PostgresStore(pool, namespace=f"t{uuid.uuid4().hex[:12]}")
+            for call in (lambda: store.create({"a": 1}), lambda: store.get("x")):
+                with pytest.raises(ValueError, match=r"READ COMMITTED.*SERIALIZABLE.*default_transaction_isolation"):
+                    await call()
+            fixed = await asyncpg.create_pool(serializable_url, min_size=1, max_size=2,
+                                              server_settings={"default_transaction_isolation": "read committed"})
+            try:
+                works = PostgresStore(fixed, namespace=store.namespace)
+                created = await works.create({"a": 1})
+                assert (await works.get(created.id)) == created
+                await drop_namespace(works, works.namespace)
+            finally:
+                await fixed.close()
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
