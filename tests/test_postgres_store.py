@@ -33,6 +33,7 @@ from sessionspec.conformance.target_postgres import drop_namespace
 from sessionspec.reference import postgres_sql as sql
 from sessionspec.reference.postgres import PostgresStore
 from sessionspec.reference.postgres_sql import decode_json, encode_json
+from tests.fixtures.pg_database import database_with
 
 pytestmark = pytest.mark.postgres
 REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"
@@ -600,18 +601,7 @@ def test_backend_unavailable_while_stopped_then_the_same_store_recovers(server: 
 @pytest.fixture(scope="module")
 def serializable_url(server: Server) -> str:
     """A database of the server whose default_transaction_isolation is SERIALIZABLE (some shops set it)."""
-    name = f"ser_{uuid.uuid4().hex[:8]}"
-
-    async def make() -> None:
-        conn = await asyncpg.connect(server.url)
-        try:
-            await conn.execute(f"CREATE DATABASE {name}")
-            await conn.execute(f"ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'")
-        finally:
-            await conn.close()
-
-    asyncio.run(make())
-    return server.url.rsplit("/", 1)[0] + f"/{name}"
+    return database_with(server.url, default_transaction_isolation="serializable")
 
 
 def test_a_write_that_waited_for_a_row_lock_succeeds_on_a_serializable_database(serializable_url: str) -> None:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 import zoneinfo
 from collections.abc import Iterator
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -28,6 +26,7 @@ from sessionspec.conformance.results import NOT_APPLICABLE
 from sessionspec.conformance.runner import run_suite
 from sessionspec.conformance.targets import Target, TargetOptions, resolve_target
 from sessionspec.reference.memory import MemoryStore
+from tests.fixtures.pg_database import database_with
 
 REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"
 
@@ -70,21 +69,8 @@ def utc_database_url() -> Iterator[str]:
         if REQUIRE:
             pytest.fail(f"SESSIONSPEC_REQUIRE_BACKENDS=1 but no PostgreSQL server:\n{exc}")
         pytest.skip(f"no PostgreSQL server could be provisioned:\n{exc}")
-    name = f"utc_{uuid.uuid4().hex[:8]}"
-
-    async def make() -> None:
-        conn = await asyncpg.connect(server.url)
-        try:
-            await conn.execute(f"CREATE DATABASE {name}")
-            await conn.execute(f"ALTER DATABASE {name} SET TimeZone TO 'UTC'")
-            await conn.execute(f"ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'")
-        finally:
-            await conn.close()
-
-    asyncio.run(make())
-    parts = urlsplit(server.url)
     try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
+        yield database_with(server.url, TimeZone="UTC", default_transaction_isolation="serializable")
     finally:
         server.close()
 
