@@ -8,7 +8,6 @@ cross-instance tests). A missing server is a skip, or a failure with SESSIONSPEC
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -16,10 +15,10 @@ from typing import Any
 import pytest
 
 from sessionspec.conformance.contract import SessionStore
-from sessionspec.conformance.provision import ProvisionError, Server, provision
+from sessionspec.conformance.provision import Server
 from sessionspec.reference.memory import MemoryStore
+from tests.fixtures.servers import provisioned
 
-REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"
 BACKENDS = [pytest.param("memory", id="memory"),
             pytest.param("redis", marks=pytest.mark.redis, id="redis"),
             pytest.param("postgres", marks=pytest.mark.postgres, id="postgres")]
@@ -27,16 +26,8 @@ Opener = Callable[..., contextlib.AbstractAsyncContextManager[SessionStore]]
 
 
 def _server(kind: str) -> Iterator[Server]:
-    try:
-        server = provision(kind)
-    except ProvisionError as exc:
-        if REQUIRE:
-            pytest.fail(f"SESSIONSPEC_REQUIRE_BACKENDS=1 but no {kind} server:\n{exc}")
-        pytest.skip(f"no {kind} server could be provisioned:\n{exc}")
-    try:
+    with provisioned(kind) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")

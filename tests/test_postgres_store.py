@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -28,15 +27,14 @@ from sessionspec.conformance.contract import (
     SessionNotFound,
     VersionConflict,
 )
-from sessionspec.conformance.provision import ProvisionError, Server, provision
+from sessionspec.conformance.provision import Server
 from sessionspec.conformance.target_postgres import drop_namespace
 from sessionspec.reference import postgres_sql as sql
 from sessionspec.reference.postgres import PostgresStore
 from sessionspec.reference.postgres_sql import decode_json, encode_json
-from tests.fixtures.pg_database import database_with
+from tests.fixtures.servers import database_with, provisioned
 
 pytestmark = pytest.mark.postgres
-REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"
 TRICKY_STRINGS = ["\x00", "a\x00b", "\x00\x00", "\ue000", "\ue000\ue001", "\ue000\ue002", "\ue000\x00",
                   "x\ue000", "\ue001", "", "\\u0000", "\x00\ue000\x00\ue002", "𝄞\x00세션"]
 NUMBERS = [0, -1, 1.0, -0.0, 0.1, 1e-320, 5e-324, 1.7976931348623157e308, -1.7976931348623157e308, 1e16,
@@ -45,16 +43,8 @@ NUMBERS = [0, -1, 1.0, -0.0, 0.1, 1e-320, 5e-324, 1.7976931348623157e308, -1.797
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    try:
-        srv = provision("postgres")
-    except ProvisionError as exc:
-        if REQUIRE:
-            pytest.fail(f"SESSIONSPEC_REQUIRE_BACKENDS=1 but no PostgreSQL server:\n{exc}")
-        pytest.skip(f"no PostgreSQL server could be provisioned:\n{exc}")
-    try:
+    with provisioned("postgres") as srv:
         yield srv
-    finally:
-        srv.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import zoneinfo
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,14 +20,11 @@ from datetime import datetime
 import asyncpg
 import pytest
 
-from sessionspec.conformance.provision import ProvisionError, provision
 from sessionspec.conformance.results import NOT_APPLICABLE
 from sessionspec.conformance.runner import run_suite
 from sessionspec.conformance.targets import Target, TargetOptions, resolve_target
 from sessionspec.reference.memory import MemoryStore
-from tests.fixtures.pg_database import database_with
-
-REQUIRE = os.environ.get("SESSIONSPEC_REQUIRE_BACKENDS") == "1"
+from tests.fixtures.servers import database_with, provisioned
 
 
 def _zone_with_the_local_offset() -> str:
@@ -63,16 +59,8 @@ def test_a_database_zone_that_proves_nothing_leaves_hy_2_not_checked(zone: str) 
 def utc_database_url() -> Iterator[str]:
     """The provisioned server, through a database of its own that defaults to TimeZone UTC and to
     SERIALIZABLE transactions."""
-    try:
-        server = provision("postgres")
-    except ProvisionError as exc:
-        if REQUIRE:
-            pytest.fail(f"SESSIONSPEC_REQUIRE_BACKENDS=1 but no PostgreSQL server:\n{exc}")
-        pytest.skip(f"no PostgreSQL server could be provisioned:\n{exc}")
-    try:
+    with provisioned("postgres") as server:
         yield database_with(server.url, TimeZone="UTC", default_transaction_isolation="serializable")
-    finally:
-        server.close()
 
 
 @pytest.mark.postgres
