@@ -136,6 +136,9 @@ def build_redis_target(spec: str, options: TargetOptions) -> Target:
             store = RedisStore.from_url(at, namespace=namespace)
             try:
                 return await store.probe()
+            except ValueError as exc:  # a server the store refuses (one that may evict keys): say why
+                await store.aclose()
+                raise TargetError(f"Target {spec!r}: {exc}") from exc
             except BaseException:
                 await store.aclose()
                 raise

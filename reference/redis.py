@@ -39,8 +39,9 @@ sessions 1.6x its time at 10k), so nothing grows without bound.
 Cluster trade-off: the namespace is the hash tag (the FIRST ``{...}`` of every key, so braces
 in ids are harmless), which keeps every script's keys in one slot and every operation atomic.
 One namespace therefore lives on one shard: a cluster scales across namespaces (tenants,
-apps), not within one. Run Redis with ``maxmemory-policy noeviction``: an evicted index entry
-would make count wrong.
+apps), not within one. Redis must not evict keys (``maxmemory-policy noeviction``, or no ``maxmemory``):
+an evicted session would vanish before its period ends, an evicted index entry would make counts
+wrong. ``probe`` refuses a server that may evict (when CONFIG answers).
 """
 
 from __future__ import annotations
@@ -303,8 +304,27 @@ class RedisStore:
                 pipe.script_load(script.text)
             await pipe.execute()
 
+    async def _refuse_eviction(self, target: dict[str, Any]) -> None:
+        """Refuse a server that may evict keys: it would drop sessions before their period ends (TTL-1)
+        and index entries (wrong counts and listings), silently. Redis evicts only with a ``maxmemory``
+        limit and a policy other than ``noeviction``; with CONFIG disabled (managed Redis) it cannot be told.
+        """
+        try:
+            config = await self.client.config_get("maxmemory*", **target)
+        except rex.ResponseError:
+            return
+        values = {_text(k or ""): _text(v or "") for k, v in config.items()}
+        policy, limit = values.get("maxmemory-policy", "noeviction"), values.get("maxmemory", "0")
+        if policy != "noeviction" and limit not in ("", "0"):
+            raise ValueError(
+                f"RedisStore needs a server that never evicts keys, but this one runs maxmemory-policy {policy} "
+                f"with maxmemory {limit}: at the limit it would delete sessions before their period ends and "
+                "index entries, and nothing would tell. Set maxmemory-policy noeviction (at the limit writes then "
+                "fail, as BackendUnavailable naming OOM) or maxmemory 0.")
+
     async def probe(self) -> RedisStore:
-        """Check that Redis answers, load the scripts, and with ``durable=None`` detect persistence."""
+        """Check that Redis answers and will not evict keys, load the scripts, and with ``durable=None``
+        detect persistence. A server that may evict keys raises ValueError (see ``_refuse_eviction``)."""
         try:
             async with asyncio.timeout(self.timeout):
                 target: dict[str, Any] = {}
@@ -312,6 +332,7 @@ class RedisStore:
                     await self._prepare()
                     target = {"target_nodes": self.client.get_node_from_key(self.prefix)}  # type: ignore[union-attr]
                 await self._load_scripts()
+                await self._refuse_eviction(target)
                 if self.durable is None:
                     try:
                         aof = await self.client.config_get("appendonly", **target)

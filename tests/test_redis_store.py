@@ -443,6 +443,43 @@ def test_durability_follows_the_server_configuration(redis_server: Server) -> No
     run(body)
 
 
+def test_a_server_that_may_evict_keys_is_refused_naming_the_settings(redis_server: Server) -> None:
+    """An evicting server would drop sessions before their period ends and index entries, silently: probe()
+    refuses it, and the target says why instead of failing clause after clause at the memory limit."""
+    from sessionspec.conformance.targets import TargetError, TargetOptions, open_store, resolve_target
+
+    async def body() -> None:
+        async with opened(redis_server.url) as store:
+            before = {k: str(v) for k, v in (await store.client.config_get("maxmemory*")).items()}
+
+            async def configure(limit: str, policy: str) -> None:
+                await store.client.config_set("maxmemory", limit)
+                await store.client.config_set("maxmemory-policy", policy)
+
+            try:
+                await configure("1gb", "allkeys-lru")
+                with pytest.raises(ValueError, match="maxmemory-policy allkeys-lru with maxmemory 1073741824"):
+                    async with opened(redis_server.url):
+                        pass
+                target = resolve_target("redis", TargetOptions(redis_url=redis_server.url))
+                try:
+                    with pytest.raises(TargetError, match="noeviction"):
+                        async with open_store(target, f"t{uuid.uuid4().hex[:12]}"):
+                            pass
+                finally:
+                    target.close()
+                await configure("1gb", "noeviction")  # a limit without eviction: writes fail at it, loudly
+                async with opened(redis_server.url) as limited:
+                    assert await limited.create({"n": 1}) is not None
+                await configure("0", "volatile-lru")  # no limit: nothing is ever evicted
+                async with opened(redis_server.url) as unlimited:
+                    assert await unlimited.create({"n": 1}) is not None
+            finally:
+                await configure(before["maxmemory"], before["maxmemory-policy"])
+
+    run(body)
+
+
 # ---------------------------------------------------------------- the target's errors
 def test_a_missing_driver_is_a_target_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from sessionspec.conformance.targets import TargetError, TargetOptions, resolve_target
