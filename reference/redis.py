@@ -319,8 +319,8 @@ class RedisStore:
             raise ValueError(
                 f"RedisStore needs a server that never evicts keys, but this one runs maxmemory-policy {policy} "
                 f"with maxmemory {limit}: at the limit it would delete sessions before their period ends and "
-                "index entries, and nothing would tell. Set maxmemory-policy noeviction (at the limit writes then "
-                "fail, as BackendUnavailable naming OOM) or maxmemory 0.")
+                "index entries, and nothing would tell. Set maxmemory-policy noeviction (Redis then deletes nothing "
+                "to make room) or maxmemory 0.")
 
     async def probe(self) -> RedisStore:
         """Check that Redis answers and will not evict keys, load the scripts, and with ``durable=None``

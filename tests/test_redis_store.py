@@ -468,7 +468,7 @@ def test_a_server_that_may_evict_keys_is_refused_naming_the_settings(redis_serve
                             pass
                 finally:
                     target.close()
-                await configure("1gb", "noeviction")  # a limit without eviction: writes fail at it, loudly
+                await configure("1gb", "noeviction")  # a limit without eviction: nothing is deleted to make room
                 async with opened(redis_server.url) as limited:
                     assert await limited.create({"n": 1}) is not None
                 await configure("0", "volatile-lru")  # no limit: nothing is ever evicted
