@@ -261,6 +261,49 @@ def test_backends_up_refuses_unknown_kinds() -> None:
     assert invoke("backends", "up", "mysql").exit_code == 2
 
 
+WAITER = """
+import signal, sys
+from sessionspec.conformance.cli import _wait_for_interrupt
+print("waiting", flush=True)
+_wait_for_interrupt()
+print("stopped", all(signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)), flush=True)
+"""
+
+
+def _ignore_stop_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_backends_up_stops_on_a_signal_even_when_started_with_it_ignored(signame: str) -> None:
+    """`sessionspec backends up &` in a script starts with SIGINT ignored; `kill -INT` must still stop it.
+
+    The child starts with both stop signals ignored and is signalled until it ends (at
+    most 30 s), so a signal that lands before its handlers are installed is only lost,
+    not fatal. The old wait never ended on SIGINT.
+    """
+    child = subprocess.Popen([sys.executable, "-c", WAITER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, preexec_fn=_ignore_stop_signals)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "waiting\n"
+        for _ in range(300):
+            child.send_signal(getattr(signal, signame))
+            try:
+                child.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        out, err = child.communicate(timeout=5)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    assert out == "stopped True\n", "it stopped, and the ignored dispositions it inherited are restored"
+
+
 # ------------------------------------------------------------------ progress displays
 def lc1_outcome(status: str) -> Outcome:
     return Outcome(nodeid="x::t", name="test_x[weird]", clauses=("LC-1",), status=status, duration=0.1)  # type: ignore[arg-type]

@@ -195,7 +195,13 @@ def _shell(command: str, folder: Path, env: dict[str, str], timeout: float = 600
 
 
 def _backends_up(command: str, folder: Path, env: dict[str, str]) -> None:
-    proc = subprocess.Popen(["bash", "-c", f"exec {_code(command)}"], cwd=folder, env=env,
+    """Start it, wait for "servers are up", press Ctrl-C: it must stop, having printed the exports.
+
+    A child that outlives Ctrl-C is sent SIGABRT first, so the failure shows where it hung
+    (PYTHONFAULTHANDLER prints every thread's stack).
+    """
+    proc = subprocess.Popen(["bash", "-c", f"exec {_code(command)}"], cwd=folder,
+                            env={**env, "PYTHONFAULTHANDLER": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -206,8 +212,13 @@ def _backends_up(command: str, folder: Path, env: dict[str, str]) -> None:
                 break
         assert any("servers are up" in x for x in lines), "".join(lines)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 0
-        out = proc.stdout.read() if proc.stdout else ""
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail("still running 60 s after Ctrl-C:\n" + "".join(lines) + err)
+        assert proc.returncode == 0, "".join(lines) + err
         assert "export SESSIONSPEC_" in out
     finally:
         if proc.poll() is None:
