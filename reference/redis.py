@@ -17,6 +17,8 @@ Key layout for namespace ``ns`` (prefix ``{ns}:``; ``<k>`` is a state key's JSON
     {ns}:exp, {ns}:oe:<owner>   ZSET (score = expiry, +inf = never): count = ZCARD - ZCOUNT(-inf, now)
     {ns}:own             HASH   id -> owner, so cleanup reaches a dead session's owner indexes
     {ns}:ver             STRING the namespace's version counter (INCR): versions never repeat (VER-2)
+    {ns}:oom             never created: each growing write's first command, SETRANGE of nothing,
+                                so Redis checks its memory limit before anything changes
 
 A whole-state write (create, save) is one HSET of the state's fields and the meta on a hash
 that is the session's only key: a list is stored whole, as its JSON text, like any value, and
@@ -41,7 +43,9 @@ in ids are harmless), which keeps every script's keys in one slot and every oper
 One namespace therefore lives on one shard: a cluster scales across namespaces (tenants,
 apps), not within one. Redis must not evict keys (``maxmemory-policy noeviction``, or no ``maxmemory``):
 an evicted session would vanish before its period ends, an evicted index entry would make counts
-wrong. ``probe`` refuses a server that may evict (when CONFIG answers).
+wrong. ``probe`` refuses a server that may evict (when CONFIG answers). At a ``noeviction``
+limit every write that can grow memory fails with BackendUnavailable before it changes
+anything; ``delete`` and ``purge_expired``, which free memory, still run.
 """
 
 from __future__ import annotations

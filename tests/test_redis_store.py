@@ -480,6 +480,55 @@ def test_a_server_that_may_evict_keys_is_refused_naming_the_settings(redis_serve
     run(body)
 
 
+def test_at_the_memory_limit_every_growing_write_is_refused_before_it_changes_anything(
+        redis_server: Server) -> None:
+    """Under maxmemory + noeviction, Redis refuses a script only at its first write that may grow memory,
+    and create, save and a list-replacing apply began with a DEL: they wrote on past the limit (measured:
+    100 creates of 10 KB all succeeded 200 KB from it) until the kernel killed the server."""
+    from sessionspec.conformance.contract import DELETE
+
+    async def body() -> None:
+        async with opened(redis_server.url) as store:
+            before = {k: str(v) for k, v in (await store.client.config_get("maxmemory*")).items()}
+            kept = await store.create({"n": 1, "log": [1], "gone": 0})
+            kept_info = await store.append(kept.id, "log", [2])  # a tail: save and apply begin by deleting it
+            blob = "x" * 10_000
+            created = 0
+            try:
+                used = int((await store.client.info("memory"))["used_memory"])
+                limit = used + 200_000
+                await store.client.config_set("maxmemory-policy", "noeviction")
+                await store.client.config_set("maxmemory", str(limit))
+                with pytest.raises(BackendUnavailable, match="maxmemory"):
+                    for _ in range(200):  # bounded: at most 2 MB past the limit when the check is missing
+                        await store.create({"blob": blob})
+                        created += 1
+                past = int((await store.client.info("memory"))["used_memory"]) - limit
+                assert past < 64_000, f"{created} creates ran the server {past} bytes past its maxmemory"
+                # far past the limit from here on: where memory sits just after a refusal is not exact
+                await store.client.config_set("maxmemory", "1")
+                refused: dict[str, Callable[[], Awaitable[Any]]] = {
+                    "save": lambda: store.save(kept.id, {"blob": blob}),
+                    "apply replacing a list": lambda: store.apply(kept.id, {"log": [blob]}),
+                    "apply deleting a key": lambda: store.apply(kept.id, {"gone": DELETE, "blob": blob}),
+                    "append": lambda: store.append(kept.id, "log", [blob]),
+                    "touch": lambda: store.touch(kept.id, ttl=60),
+                }
+                for name, write in refused.items():
+                    with pytest.raises(BackendUnavailable, match="maxmemory"):
+                        await write()
+                    got = await store.get(kept.id)
+                    assert got is not None and got.version == kept_info.version, f"a refused {name} changed it"
+                    assert got.state == {"n": 1, "log": [1, 2], "gone": 0}, f"a refused {name} changed the state"
+                assert await store.delete(kept.id), "delete frees memory: it must run at the limit"
+            finally:
+                await store.client.config_set("maxmemory", before["maxmemory"])
+                await store.client.config_set("maxmemory-policy", before["maxmemory-policy"])
+            assert await store.count() == created, "the refused create must leave nothing behind"
+
+    run(body)
+
+
 # ---------------------------------------------------------------- the target's errors
 def test_a_missing_driver_is_a_target_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from sessionspec.conformance.targets import TargetError, TargetOptions, resolve_target

@@ -3,6 +3,7 @@
 -- (create, save, apply) left it, and its tail, a LIST of the items appended since, marked by
 -- "t:<key>". Only the first append after a whole write reads the head (to check it is a list);
 -- later ones RPUSH without reading anything of the list.
+refuse_at_memory_limit()
 local id, key, now = ARGV[2], ARGV[4], now_us()
 local h = skey(id)
 -- live()'s fields and the tail marker in one read

@@ -2,6 +2,7 @@
 -- an empty value deletes the key).
 -- One HGETALL serves the liveness check, the old values (and which have appended tails) and the
 -- reply, and one HSET writes the changes with the new meta: the reply is joined in memory, not re-read.
+refuse_at_memory_limit()
 local id, now = ARGV[2], now_us()
 local h = skey(id)
 local all = redis.call('HGETALL', h)

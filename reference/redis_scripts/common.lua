@@ -14,6 +14,15 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
+-- Called first by every script that can grow memory (create, save, apply, append, touch; never
+-- delete or purge, which free it). Redis refuses a script at its memory limit only at its first
+-- write, and only if that write is one that may grow memory (SET yes, DEL no): create and save
+-- begin by deleting, so without this they wrote on past maxmemory. SETRANGE of nothing is such a
+-- write that changes nothing and creates no key: at the limit the script stops here, untouched.
+local function refuse_at_memory_limit()
+  redis.call('SETRANGE', P .. 'oom', 0, '')
+end
+
 local function skey(id) return P .. 's:' .. id end
 local function lskey(id) return P .. 'ls:' .. id end
 -- ids never contain control characters (ID-2), so NUL ends the id unambiguously

@@ -1,5 +1,6 @@
 -- create: ARGV = P, id, owner ('' = none), ttl text ('' = never), ttl micros, grace micros,
 -- state (packed, as save's)
+refuse_at_memory_limit()
 local id, owner = ARGV[2], ARGV[3]
 local now = now_us()
 if live(id, now) then return '2' end

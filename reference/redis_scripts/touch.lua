@@ -1,4 +1,5 @@
 -- touch: ARGV = P, id, ttl mode (k/n/s), ttl text, ttl micros; slides expiry, keeps the version
+refuse_at_memory_limit()
 local id = ARGV[2]
 local now = now_us()
 local m = live(id, now)
