@@ -76,6 +76,26 @@ async def opened(url: str, **options: Any) -> AsyncIterator[RedisStore]:
         yield store
 
 
+@contextlib.asynccontextmanager
+async def memory_settings(store: RedisStore) -> AsyncIterator[Callable[[str, str], Awaitable[None]]]:
+    """configure(maxmemory, policy) on the shared test server; what it had comes back on exit.
+
+    The policy is set before the limit and restored after it, so the server never holds a
+    limit below its use together with a policy that would evict the other tests' keys.
+    """
+    before = {k: str(v) for k, v in (await store.client.config_get("maxmemory*")).items()}
+
+    async def configure(limit: str, policy: str) -> None:
+        await store.client.config_set("maxmemory-policy", policy)
+        await store.client.config_set("maxmemory", limit)
+
+    try:
+        yield configure
+    finally:
+        await store.client.config_set("maxmemory", before["maxmemory"])
+        await store.client.config_set("maxmemory-policy", before["maxmemory-policy"])
+
+
 async def delta(store: RedisStore, action: Callable[[], Awaitable[Any]]) -> dict[str, int]:
     """Commands Redis ran during action (INFO commandstats before/after; INFO itself excluded)."""
     before = await command_counts(store)
@@ -449,33 +469,24 @@ def test_a_server_that_may_evict_keys_is_refused_naming_the_settings(redis_serve
     from sessionspec.conformance.targets import TargetError, TargetOptions, open_store, resolve_target
 
     async def body() -> None:
-        async with opened(redis_server.url) as store:
-            before = {k: str(v) for k, v in (await store.client.config_get("maxmemory*")).items()}
-
-            async def configure(limit: str, policy: str) -> None:
-                await store.client.config_set("maxmemory", limit)
-                await store.client.config_set("maxmemory-policy", policy)
-
+        async with opened(redis_server.url) as store, memory_settings(store) as configure:
+            await configure("1gb", "allkeys-lru")
+            with pytest.raises(ValueError, match="maxmemory-policy allkeys-lru with maxmemory 1073741824"):
+                async with opened(redis_server.url):
+                    pass
+            target = resolve_target("redis", TargetOptions(redis_url=redis_server.url))
             try:
-                await configure("1gb", "allkeys-lru")
-                with pytest.raises(ValueError, match="maxmemory-policy allkeys-lru with maxmemory 1073741824"):
-                    async with opened(redis_server.url):
+                with pytest.raises(TargetError, match="noeviction"):
+                    async with open_store(target, f"t{uuid.uuid4().hex[:12]}"):
                         pass
-                target = resolve_target("redis", TargetOptions(redis_url=redis_server.url))
-                try:
-                    with pytest.raises(TargetError, match="noeviction"):
-                        async with open_store(target, f"t{uuid.uuid4().hex[:12]}"):
-                            pass
-                finally:
-                    target.close()
-                await configure("1gb", "noeviction")  # a limit without eviction: nothing is deleted to make room
-                async with opened(redis_server.url) as limited:
-                    assert await limited.create({"n": 1}) is not None
-                await configure("0", "volatile-lru")  # no limit: nothing is ever evicted
-                async with opened(redis_server.url) as unlimited:
-                    assert await unlimited.create({"n": 1}) is not None
             finally:
-                await configure(before["maxmemory"], before["maxmemory-policy"])
+                target.close()
+            await configure("1gb", "noeviction")  # a limit without eviction: nothing is deleted to make room
+            async with opened(redis_server.url) as limited:
+                assert await limited.create({"n": 1}) is not None
+            await configure("0", "volatile-lru")  # no limit: nothing is ever evicted
+            async with opened(redis_server.url) as unlimited:
+                assert await unlimited.create({"n": 1}) is not None
 
     run(body)
 
@@ -489,16 +500,13 @@ def test_at_the_memory_limit_every_growing_write_is_refused_before_it_changes_an
 
     async def body() -> None:
         async with opened(redis_server.url) as store:
-            before = {k: str(v) for k, v in (await store.client.config_get("maxmemory*")).items()}
             kept = await store.create({"n": 1, "log": [1], "gone": 0})
             kept_info = await store.append(kept.id, "log", [2])  # a tail: save and apply begin by deleting it
             blob = "x" * 10_000
             created = 0
-            try:
-                used = int((await store.client.info("memory"))["used_memory"])
-                limit = used + 200_000
-                await store.client.config_set("maxmemory-policy", "noeviction")
-                await store.client.config_set("maxmemory", str(limit))
+            async with memory_settings(store) as configure:
+                limit = int((await store.client.info("memory"))["used_memory"]) + 200_000
+                await configure(str(limit), "noeviction")
                 with pytest.raises(BackendUnavailable, match="maxmemory"):
                     for _ in range(200):  # bounded: at most 2 MB past the limit when the check is missing
                         await store.create({"blob": blob})
@@ -506,7 +514,7 @@ def test_at_the_memory_limit_every_growing_write_is_refused_before_it_changes_an
                 past = int((await store.client.info("memory"))["used_memory"]) - limit
                 assert past < 64_000, f"{created} creates ran the server {past} bytes past its maxmemory"
                 # far past the limit from here on: where memory sits just after a refusal is not exact
-                await store.client.config_set("maxmemory", "1")
+                await configure("1", "noeviction")
                 refused: dict[str, Callable[[], Awaitable[Any]]] = {
                     "save": lambda: store.save(kept.id, {"blob": blob}),
                     "apply replacing a list": lambda: store.apply(kept.id, {"log": [blob]}),
@@ -521,9 +529,6 @@ def test_at_the_memory_limit_every_growing_write_is_refused_before_it_changes_an
                     assert got is not None and got.version == kept_info.version, f"a refused {name} changed it"
                     assert got.state == {"n": 1, "log": [1, 2], "gone": 0}, f"a refused {name} changed the state"
                 assert await store.delete(kept.id), "delete frees memory: it must run at the limit"
-            finally:
-                await store.client.config_set("maxmemory", before["maxmemory"])
-                await store.client.config_set("maxmemory-policy", before["maxmemory-policy"])
             assert await store.count() == created, "the refused create must leave nothing behind"
 
     run(body)
